@@ -1,0 +1,1 @@
+"""Benchmarks of engagehook beside the framework limits; run them with ``python -m bench.run``."""

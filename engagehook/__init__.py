@@ -1,0 +1,1 @@
+"""engagehook: a reliable receiver for Pexip Engage appointment webhooks."""

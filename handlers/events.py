@@ -1,0 +1,55 @@
+"""The validated event that workers hand to handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from typing import Any
+
+# Pexip's eventType strings, verbatim. Kept as plain strings rather than an enum because the
+# sender may add new types; an unknown one is dead-lettered and replayed once a handler exists.
+EVENT_TYPES: tuple[str, ...] = (
+    "ACCEPT",
+    "REASSIGN",
+    "CANCEL",
+    "COMPLETE",
+    "CREATE",
+    "RESCHEDULE",
+    "REQUEST_ALTERNATIVE_DATE",
+    "CREATE_REQUEST",
+    "RESCHEDULE_REQUEST",
+    "REOPEN",
+    "GENERIC_UPDATE",
+)
+
+
+@dataclass(frozen=True)
+class AppointmentEvent:
+    """One webhook delivery after validation: typed keys for ordering, raw JSON for storage.
+
+    ``appointment`` and ``previous_appointment`` are the objects exactly as the sender wrote
+    them (JSON types), so the stored snapshot equals the delivered one byte for byte in meaning.
+    """
+
+    id: str
+    event_type: str
+    appointment_id: str
+    updated_at: datetime  # timezone-aware; the ordering key per appointment
+    status: str
+    appointment: Mapping[str, Any]
+    previous_appointment: Mapping[str, Any] | None
+    correlation_id: str | None = None
+    webhook_configuration_id: str | None = None
+    version: str | None = None
+    unknown_fields: tuple[str, ...] = field(default_factory=tuple)
+
+    def log_fields(self) -> dict[str, str | None]:
+        """The identifiers that may appear in logs and Flower; never personal data."""
+        return {
+            "event_id": self.id,
+            "correlation_id": self.correlation_id,
+            "event_type": self.event_type,
+            "appointment_id": self.appointment_id,
+        }

@@ -1,0 +1,121 @@
+"""User hooks: your own functions per eventType, run after the store commit.
+
+Register with the decorator::
+
+    from handlers.hooks import on
+
+    @on("CANCEL", "COMPLETE")
+    def sync_crm(event):
+        ...
+
+and make the worker import the module: list it in ``ENGAGEHOOK_HOOK_MODULES`` or expose it
+from your package under the ``engagehook.hooks`` entry-point group. An entry point may name
+a module, whose decorators then run (``crm = "mypkg.crm"``), or a function, registered for
+the eventType that is the entry point's name (``CANCEL = "mypkg.crm:on_cancel"``; ``*`` for
+every type). A hook receives the ``AppointmentEvent`` after its effect is committed, runs as
+its own task with its own retries, and ends dead-lettered with its last error when they run
+out: a failing hook never blocks the store nor re-applies the event. Hooks run at least once
+per applied event (once, unless a worker dies mid-hook), never for duplicates or stale events.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from types import ModuleType
+
+from handlers.events import EVENT_TYPES
+from handlers.events import AppointmentEvent
+
+ENTRY_POINT_GROUP = "engagehook.hooks"
+
+Hook = Callable[[AppointmentEvent], None]
+
+
+class UnknownEventType(ValueError):
+    """A hook was registered for an eventType Pexip does not send."""
+
+
+class HookConflict(ValueError):
+    """Two different functions would run under the same hook name."""
+
+
+class HookRegistry:
+    """Hooks by eventType, addressable by a stable name (``module:qualname``)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Hook] = {}
+        self._names_by_type: dict[str, list[str]] = {t: [] for t in EVENT_TYPES}
+
+    def on(self, *event_types: str) -> Callable[[Hook], Hook]:
+        """Decorator: run the function for each applied event of these types ("*" for all)."""
+        if not event_types:
+            raise UnknownEventType('name at least one eventType: @on("CANCEL"), or "*" for all')
+        types = EVENT_TYPES if event_types == ("*",) else event_types
+
+        def register(fn: Hook) -> Hook:
+            self.add(fn, types)
+            return fn
+
+        return register
+
+    def add(self, fn: Hook, event_types: Iterable[str]) -> str:
+        """Register ``fn`` for ``event_types`` and return its name."""
+        name = f"{fn.__module__}:{fn.__qualname__}"
+        known = self._by_name.get(name)
+        if known is not None and known is not fn:
+            # The name is what the outbox stores; two functions under one name would run the
+            # wrong code for half the runs.
+            raise HookConflict(f"another function is already registered as {name}: rename one")
+        event_types = list(event_types)
+        for event_type in event_types:
+            if event_type not in self._names_by_type:
+                raise UnknownEventType(
+                    f"cannot register {name} for {event_type!r}: "
+                    f"use one of {', '.join(EVENT_TYPES)}"
+                )
+        for event_type in event_types:
+            if name not in self._names_by_type[event_type]:
+                self._names_by_type[event_type].append(name)
+        self._by_name[name] = fn
+        return name
+
+    def names_for(self, event_type: str) -> list[str]:
+        """Names of the hooks to run for an applied event of this type, in registration order."""
+        return list(self._names_by_type.get(event_type, ()))
+
+    def get(self, name: str) -> Hook | None:
+        """The hook registered under ``name``."""
+        return self._by_name.get(name)
+
+    def load(self, modules: Iterable[str] = ()) -> None:
+        """Import hook modules named in configuration and those exposed as entry points."""
+        for module in modules:
+            importlib.import_module(module)
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = entry.load()
+            if isinstance(loaded, ModuleType) or not callable(loaded):
+                continue  # a module: importing it ran its @on decorators
+            if entry.name == "*":
+                self.add(loaded, EVENT_TYPES)
+            elif entry.name in EVENT_TYPES:
+                self.add(loaded, [entry.name])
+            elif self.names_registered(loaded) == ():
+                raise UnknownEventType(
+                    f"entry point {entry.name} = {entry.value} in group {ENTRY_POINT_GROUP}: "
+                    f"name it after an eventType ({', '.join(EVENT_TYPES)}) or '*', "
+                    "or decorate the function with @on"
+                )
+
+    def names_registered(self, fn: Hook) -> tuple[str, ...]:
+        """The eventTypes ``fn`` runs for (empty when it is not registered)."""
+        name = f"{fn.__module__}:{fn.__qualname__}"
+        if self._by_name.get(name) is not fn:
+            return ()
+        return tuple(t for t, names in self._names_by_type.items() if name in names)
+
+
+registry = HookRegistry()
+on = registry.on

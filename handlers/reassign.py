@@ -1,0 +1,13 @@
+"""REASSIGN: the appointment was handed to other employees."""
+
+from handlers.events import AppointmentEvent
+from handlers.snapshot import employees
+from handlers.snapshot import prior
+from handlers.store import AppointmentTransaction
+
+
+def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:
+    """Record the old and new employees (id and role), then store the new snapshot."""
+    before = prior(event.previous_appointment, tx.current)
+    tx.record({"employees": {"old": employees(before), "new": employees(event.appointment)}})
+    tx.apply_snapshot()

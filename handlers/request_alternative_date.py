@@ -1,0 +1,19 @@
+"""REQUEST_ALTERNATIVE_DATE: the customer or employee proposed another date."""
+
+from handlers.events import AppointmentEvent
+from handlers.snapshot import field_change
+from handlers.snapshot import prior
+from handlers.store import AppointmentTransaction
+
+
+def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:
+    """Move the status and record the proposed start/end beside the previous ones."""
+    before = prior(event.previous_appointment, tx.current)
+    tx.record(
+        {
+            **field_change("status", before, event.appointment),
+            **field_change("start", before, event.appointment),
+            **field_change("end", before, event.appointment),
+        }
+    )
+    tx.apply_snapshot()

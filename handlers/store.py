@@ -1,0 +1,644 @@
+"""The appointment store: idempotency, ordering and concurrency are decided here, in one commit.
+
+Each event is applied in a single transaction that (1) serialises on its appointment,
+(2) takes the event id as a unique key, (3) compares ``appointment.updatedAt`` with the
+stored one and (4) writes the snapshot, the history row and the hook outbox together.
+PostgreSQL serialises per event id and per appointment with transaction-scoped advisory
+locks; SQLite serialises all writers with ``BEGIN IMMEDIATE`` (one writer at a time, while
+readers use deferred transactions and see the last commit through WAL). See docs/store.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_
+from sqlalchemy import create_engine
+from sqlalchemy import delete
+from sqlalchemy import event as sa_event
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+from handlers.errors import TransientError
+from handlers.events import AppointmentEvent
+from handlers.models import Appointment
+from handlers.models import AppointmentChange
+from handlers.models import Base
+from handlers.models import EventRecord
+from handlers.models import HookRun
+from handlers.models import utcnow
+
+# An event id in one of these states has been decided; another delivery is a duplicate.
+# A dead-lettered id is not taken: its effect never committed, so a new delivery (or a replay)
+# is tried again instead of being called a duplicate (contract semantics 1).
+TAKEN_STATES = frozenset({"processed", "stale"})
+# States in which an event id needs nothing more from a worker.
+FINAL_STATES = TAKEN_STATES | {"dead_lettered"}
+EVENT_STATES = ("queued", "processed", "duplicate", "stale", "retrying", "dead_lettered")
+HOOK_RUN_STATES = ("pending", "running", "done", "dead_lettered")
+# Execution option that marks a read-only unit of work (a deferred BEGIN on SQLite).
+_READ_ONLY = "engagehook_read_only"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What applying one delivery did: its outcome and the hook runs it queued."""
+
+    outcome: str  # processed | stale | duplicate
+    hook_run_ids: tuple[int, ...] = ()
+
+
+def _parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class AppointmentTransaction:
+    """The view a handler gets of the store while its event is being applied."""
+
+    def __init__(self, session: Session, event: AppointmentEvent, row: Appointment | None) -> None:
+        self._session = session
+        self._event = event
+        self._row = row
+        self.current: Mapping[str, Any] | None = dict(row.snapshot) if row else None
+        self.changes: dict[str, Any] = {}
+
+    def apply_snapshot(self) -> None:
+        """Make the event's appointment object the stored state of the appointment."""
+        event, snapshot = self._event, dict(self._event.appointment)
+        row = self._row
+        if row is None:
+            row = Appointment(id=event.appointment_id, first_seen_at=utcnow())
+            self._session.add(row)
+            self._row = row
+        row.status = event.status
+        row.start = _parse_instant(snapshot.get("start"))
+        row.end = _parse_instant(snapshot.get("end"))
+        row.meeting_type = snapshot.get("meetingType")
+        row.external_id = snapshot.get("externalId")
+        row.subject_id = _reference_id(snapshot.get("subject"))
+        row.office_id = _reference_id(snapshot.get("office"))
+        row.listing_id = _reference_id(snapshot.get("listing"))
+        row.lead_segment_id = _reference_id(snapshot.get("leadSegment"))
+        row.updated_at = event.updated_at
+        row.snapshot = snapshot
+        row.last_event_id = event.id
+        row.last_event_type = event.event_type
+        row.last_applied_at = utcnow()
+
+    def record(self, changes: Mapping[str, Any]) -> None:
+        """Add to what this event changed; written to the appointment's history."""
+        self.changes.update(changes)
+
+
+Handler = Callable[[AppointmentEvent, AppointmentTransaction], None]
+
+
+class Store:
+    """SQLAlchemy-backed store of events, appointments, history and hook runs."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
+        self.dialect = self.engine.dialect.name
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (safe to call from many processes)."""
+        from handlers.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def create_all(self) -> None:
+        """Create the tables directly; for throwaway test databases."""
+        Base.metadata.create_all(self.engine)
+
+    def drop_all(self) -> None:
+        """Drop every table of the store, including Alembic's version table."""
+        Base.metadata.drop_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+    @contextmanager
+    def transaction(self, *, read_only: bool = False) -> Iterator[Session]:
+        """One unit of work; database hiccups surface as TransientError so tasks retry."""
+        session = (self._read_sessions if read_only else self._sessions)()
+        try:
+            with session.begin():
+                yield session
+        except (OperationalError, InterfaceError) as exc:
+            raise TransientError(f"store unavailable: {exc.__class__.__name__}") from exc
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise TransientError(f"store connection lost: {exc.__class__.__name__}") from exc
+        finally:
+            session.close()
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # -- applying events -------------------------------------------------------------------
+
+    def apply(
+        self,
+        event: AppointmentEvent,
+        raw_body: str,
+        handler: Handler,
+        hook_names: Sequence[str] = (),
+    ) -> ApplyResult:
+        """Apply one delivery exactly once, in order, and queue its hooks in the same commit."""
+        try:
+            return self._apply_once(event, raw_body, handler, hook_names)
+        except IntegrityError:
+            # Should not happen (the locks serialise every writer of an event id), but if a
+            # database lets two writers race, the committed one is the outcome, ours a duplicate.
+            with self.transaction() as session:
+                record = session.get(EventRecord, event.id)
+                if record is None or record.state not in TAKEN_STATES:
+                    raise
+                record.duplicates += 1
+            return ApplyResult("duplicate")
+
+    def _apply_once(
+        self,
+        event: AppointmentEvent,
+        raw_body: str,
+        handler: Handler,
+        hook_names: Sequence[str],
+    ) -> ApplyResult:
+        with self.transaction() as session:
+            # Always event first, then appointment: one order everywhere, so no deadlock.
+            self._lock(session, f"event:{event.id}")
+            self._lock(session, f"appointment:{event.appointment_id}")
+            record = session.get(EventRecord, event.id)
+            if record is not None and record.state in TAKEN_STATES:
+                record.duplicates += 1
+                return ApplyResult("duplicate")
+            if record is None and _was_applied(session, event.id):
+                # Its record was pruned, but the history shows the effect is committed.
+                return ApplyResult("duplicate")
+            # Read the appointment before touching the record: the autoflush of this query
+            # would otherwise INSERT the record now and UPDATE its state again at commit.
+            row = session.get(Appointment, event.appointment_id)
+            if record is None:
+                record = EventRecord(id=event.id, state="queued", received_at=utcnow(),
+                                     attempts=0, duplicates=0)
+                session.add(record)
+            record.event_type = event.event_type
+            record.appointment_id = event.appointment_id
+            record.appointment_updated_at = event.updated_at
+            record.raw_body = raw_body
+            record.attempts = (record.attempts or 0) + 1
+            record.reason, record.errors = None, None
+            record.processed_at = utcnow()
+            if row is not None and _is_older(event, row):
+                record.state = "stale"
+                return ApplyResult("stale")
+            tx = AppointmentTransaction(session, event, row)
+            handler(event, tx)
+            record.state = "processed"
+            session.add(
+                AppointmentChange(
+                    appointment_id=event.appointment_id,
+                    event_id=event.id,
+                    event_type=event.event_type,
+                    updated_at=event.updated_at,
+                    changes=_jsonable(tx.changes),
+                )
+            )
+            runs = [
+                HookRun(
+                    event_id=event.id,
+                    event_type=event.event_type,
+                    appointment_id=event.appointment_id,
+                    hook_name=name,
+                    state="pending",
+                    attempts=0,
+                )
+                for name in hook_names
+            ]
+            session.add_all(runs)
+            session.flush()
+            return ApplyResult("processed", tuple(run.id for run in runs))
+
+    def _lock(self, session: Session, key: str) -> None:
+        """Serialise every writer of ``key`` (an event id or an appointment) until commit."""
+        if self.dialect == "postgresql":
+            # A 64-bit hash of the key: a collision only serialises two unrelated writers.
+            session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            )
+        # SQLite: the transaction began with BEGIN IMMEDIATE, which already excludes writers.
+
+    # -- failures --------------------------------------------------------------------------
+
+    def dead_letter(
+        self,
+        *,
+        event_id: str,
+        raw_body: str,
+        reason: str,
+        errors: list[dict[str, str]],
+        event_type: str | None = None,
+        appointment_id: str | None = None,
+    ) -> str:
+        """Keep a payload that cannot be applied, with why; 'duplicate' if the id is taken."""
+        with self.transaction() as session:
+            self._lock(session, f"event:{event_id}")
+            record = session.get(EventRecord, event_id)
+            if record is not None and record.state in TAKEN_STATES:
+                record.duplicates += 1
+                return "duplicate"
+            if record is None:
+                record = EventRecord(id=event_id, state="queued", received_at=utcnow(),
+                                     attempts=0, duplicates=0)
+                session.add(record)
+            record.state = "dead_lettered"
+            record.reason = reason[:255]
+            record.errors = errors
+            record.raw_body = raw_body
+            record.event_type = event_type
+            record.appointment_id = appointment_id
+            record.attempts = (record.attempts or 0) + 1
+            record.processed_at = utcnow()
+            return "dead_lettered"
+
+    def mark_retrying(
+        self,
+        *,
+        event_id: str,
+        raw_body: str,
+        reason: str,
+        event_type: str | None = None,
+        appointment_id: str | None = None,
+    ) -> None:
+        """Note that a delivery failed transiently and will be retried."""
+        with self.transaction() as session:
+            self._lock(session, f"event:{event_id}")
+            record = session.get(EventRecord, event_id)
+            if record is not None and record.state in TAKEN_STATES:
+                return
+            if record is None:
+                record = EventRecord(id=event_id, state="queued", received_at=utcnow(),
+                                     attempts=0, duplicates=0)
+                session.add(record)
+            record.state = "retrying"
+            record.reason = reason[:255]
+            record.errors = [{"path": "", "message": reason}]
+            record.raw_body = raw_body
+            record.event_type = event_type
+            record.appointment_id = appointment_id
+            record.attempts = (record.attempts or 0) + 1
+
+    def requeue(self, event_id: str) -> str | None:
+        """Mark a dead-lettered event queued again and return its raw body for replay."""
+        with self.transaction() as session:
+            self._lock(session, f"event:{event_id}")
+            record = session.get(EventRecord, event_id)
+            if record is None or record.state != "dead_lettered":
+                return None
+            record.state = "queued"
+            return record.raw_body
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_appointment(self, appointment_id: str) -> dict[str, Any] | None:
+        """The projected state of one appointment with its history, as JSON-ready values."""
+        with self.transaction(read_only=True) as session:
+            row = session.get(Appointment, appointment_id)
+            if row is None:
+                return None
+            history = session.scalars(
+                select(AppointmentChange)
+                .where(AppointmentChange.appointment_id == appointment_id)
+                .order_by(AppointmentChange.updated_at, AppointmentChange.id)
+            ).all()
+            snapshot = row.snapshot or {}
+            return {
+                "id": row.id,
+                "status": row.status,
+                "start": _iso(row.start),
+                "end": _iso(row.end),
+                "meetingType": row.meeting_type,
+                "externalId": row.external_id,
+                "subject": snapshot.get("subject"),
+                "office": snapshot.get("office"),
+                "listing": snapshot.get("listing"),
+                "leadSegment": snapshot.get("leadSegment"),
+                "participants": snapshot.get("participants") or [],
+                "answers": snapshot.get("answers") or [],
+                "updatedAt": _iso(row.updated_at),
+                "lastEventId": row.last_event_id,
+                "lastEventType": row.last_event_type,
+                "firstSeenAt": _iso(row.first_seen_at),
+                "lastAppliedAt": _iso(row.last_applied_at),
+                "snapshot": row.snapshot,
+                "history": [
+                    {
+                        "eventId": change.event_id,
+                        "eventType": change.event_type,
+                        "updatedAt": _iso(change.updated_at),
+                        "appliedAt": _iso(change.applied_at),
+                        "changes": change.changes,
+                    }
+                    for change in history
+                ],
+            }
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """The processing record of one event id."""
+        with self.transaction(read_only=True) as session:
+            record = session.get(EventRecord, event_id)
+            if record is None:
+                return None
+            hooks = session.scalars(select(HookRun).where(HookRun.event_id == event_id)).all()
+            return _event_dict(record, hooks)
+
+    def snapshot(self, appointment_id: str) -> Mapping[str, Any] | None:
+        """Only the stored appointment object (what the newest event carried)."""
+        with self.transaction(read_only=True) as session:
+            row = session.get(Appointment, appointment_id)
+            return row.snapshot if row else None
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Dead-lettered events, oldest first, without their bodies."""
+        with self.transaction(read_only=True) as session:
+            records = session.scalars(
+                select(EventRecord)
+                .where(EventRecord.state == "dead_lettered")
+                .order_by(EventRecord.received_at)
+                .limit(limit)
+            ).all()
+            return [_event_dict(r, (), with_body=False) for r in records]
+
+    def raw_body(self, event_id: str) -> str | None:
+        """The exact body an event arrived with."""
+        with self.transaction(read_only=True) as session:
+            record = session.get(EventRecord, event_id)
+            return record.raw_body if record else None
+
+    def count_events(self, state: str | None = None) -> int:
+        """How many event records there are (in ``state``, when given)."""
+        with self.transaction(read_only=True) as session:
+            query = select(func.count()).select_from(EventRecord)
+            if state:
+                query = query.where(EventRecord.state == state)
+            return int(session.scalar(query) or 0)
+
+    def unfinished_event_ids(self, ids: Sequence[str]) -> set[str]:
+        """Of ``ids``, those whose event has no final outcome yet (unknown ids included)."""
+        if not ids:
+            return set()
+        with self.transaction(read_only=True) as session:
+            done = session.scalars(
+                select(EventRecord.id).where(
+                    EventRecord.id.in_(list(ids)), EventRecord.state.in_(FINAL_STATES)
+                )
+            ).all()
+            return set(ids) - set(done)
+
+    # -- hook runs -------------------------------------------------------------------------
+
+    def claim_hook_run(
+        self, run_id: int, *, claimant: str | None = None, lease: timedelta | None = None
+    ) -> tuple[HookRun, str] | None:
+        """An unfinished hook run with its event's raw body, marked running; else None.
+
+        A run another claimant holds is refused until its lease is older than ``lease``
+        (its worker probably died); the same claimant (a retry) always gets it back.
+        """
+        with self.transaction() as session:
+            run = session.get(HookRun, run_id, with_for_update=True)
+            if run is None or run.state in ("done", "dead_lettered"):
+                return None
+            now = utcnow()
+            if (run.state == "running" and run.claimed_by not in (None, claimant)
+                    and (lease is None or run.claimed_at is None or run.claimed_at > now - lease)):
+                return None
+            record = session.get(EventRecord, run.event_id)
+            if record is None:
+                # Without the body the hook cannot run; end the run instead of letting the
+                # sweeper republish it forever.
+                run.state, run.finished_at = "dead_lettered", utcnow()
+                run.last_error = "the event record is gone (pruned): nothing to run the hook on"
+                return None
+            run.state, run.claimed_by, run.claimed_at = "running", claimant, now
+            return run, record.raw_body
+
+    def finish_hook_run(self, run_id: int, *, state: str, error: str | None = None) -> None:
+        """Record the end of a hook run: done, or dead_lettered with its last error."""
+        with self.transaction() as session:
+            run = session.get(HookRun, run_id, with_for_update=True)
+            if run is None:
+                return
+            run.state = state
+            run.last_error = error
+            run.finished_at = utcnow()
+
+    def note_hook_attempt(self, run_id: int, error: str | None) -> None:
+        """Count one attempt of a hook run and remember its last error."""
+        with self.transaction() as session:
+            session.execute(
+                update(HookRun)
+                .where(HookRun.id == run_id)
+                .values(attempts=HookRun.attempts + 1, last_error=error)
+            )
+
+    def unfinished_hook_runs(self, older_than: timedelta) -> list[int]:
+        """Hook runs not finished after ``older_than``: their message may have been lost.
+
+        That is runs still pending that long after their commit, and running runs whose
+        claim (renewed by every attempt) is that old.
+        """
+        with self.transaction(read_only=True) as session:
+            cutoff = utcnow() - older_than
+            return list(
+                session.scalars(
+                    select(HookRun.id)
+                    .where(
+                        or_(
+                            and_(HookRun.state == "pending", HookRun.created_at < cutoff),
+                            and_(
+                                HookRun.state == "running",
+                                func.coalesce(HookRun.claimed_at, HookRun.created_at) < cutoff,
+                            ),
+                        )
+                    )
+                    .order_by(HookRun.id)
+                ).all()
+            )
+
+    def dead_hook_runs(self) -> list[dict[str, Any]]:
+        """Hook runs that ended dead-lettered, with their reason."""
+        with self.transaction(read_only=True) as session:
+            runs = session.scalars(select(HookRun).where(HookRun.state == "dead_lettered")).all()
+            return [_hook_dict(run) for run in runs]
+
+    # -- retention -------------------------------------------------------------------------
+
+    def prune(self, older_than: timedelta) -> int:
+        """Delete finished event records (and their hook runs) older than ``older_than``.
+
+        Records whose hooks have not finished are kept: a hook run needs its event's body.
+        The appointment history stays, so a pruned event delivered again is still a duplicate.
+        """
+        cutoff = utcnow() - older_than
+        with self.transaction() as session:
+            unfinished = select(HookRun.event_id).where(HookRun.state.in_(("pending", "running")))
+            old = select(EventRecord.id).where(
+                EventRecord.state.in_(("processed", "stale")),
+                EventRecord.processed_at < cutoff,
+                EventRecord.id.not_in(unfinished),
+            )
+            session.execute(
+                delete(HookRun).where(HookRun.event_id.in_(old), HookRun.state == "done")
+            )
+            result = session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
+            return int(result.rowcount or 0)
+
+
+def _is_older(event: AppointmentEvent, row: Appointment) -> bool:
+    """True when the stored state is newer; equal instants break ties on the event id.
+
+    The tie-break makes two events with the same ``updatedAt`` converge to the same winner
+    whatever their delivery order (the larger id), instead of to whichever came last.
+    """
+    return (event.updated_at, event.id) < (row.updated_at, row.last_event_id)
+
+
+def _was_applied(session: Session, event_id: str) -> bool:
+    """True when the appointment history already holds this event's effect."""
+    found = session.scalar(
+        select(AppointmentChange.id).where(AppointmentChange.event_id == event_id).limit(1)
+    )
+    return found is not None
+
+
+def _reference_id(value: Any) -> str | None:
+    """The ``id`` of a referenced object (subject, office, ...), as a string; ids may be ints."""
+    if isinstance(value, Mapping) and value.get("id") is not None:
+        return str(value["id"])[:255]
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _hook_dict(run: HookRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "eventId": run.event_id,
+        "hook": run.hook_name,
+        "state": run.state,
+        "attempts": run.attempts,
+        "lastError": run.last_error,
+        "finishedAt": _iso(run.finished_at),
+    }
+
+
+def _event_dict(
+    record: EventRecord, hooks: Sequence[HookRun], *, with_body: bool = True
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": record.id,
+        "state": record.state,
+        "eventType": record.event_type,
+        "appointmentId": record.appointment_id,
+        "appointmentUpdatedAt": _iso(record.appointment_updated_at),
+        "reason": record.reason,
+        "errors": record.errors or [],
+        "receivedAt": _iso(record.received_at),
+        "processedAt": _iso(record.processed_at),
+        "attempts": record.attempts,
+        "duplicates": record.duplicates,
+        "hooks": [_hook_dict(run) for run in hooks],
+    }
+    if with_body:
+        out["rawBody"] = record.raw_body
+    return out
+
+
+CONNECT_TIMEOUT_SECONDS = 5
+LOCK_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 60
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for the store: WAL and IMMEDIATE writers on SQLite, pre-ping on servers."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa_event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself (pysqlite would
+            # otherwise begin lazily and deferred, and two writers could both read then clash).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        @sa_event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # Writers take the write lock up front; readers begin deferred and, thanks to WAL,
+            # read the last commit without waiting for a writer.
+            read_only = conn.get_execution_options().get(_READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                           connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+
+    @sa_event.listens_for(engine, "connect")
+    def _bound_waits(dbapi_connection: Any, _record: Any) -> None:
+        # A lock held by a stuck transaction must become a retry (TransientError), not a
+        # worker that waits forever; no statement of ours runs anywhere near this long.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_SECONDS}s'")
+            cursor.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT_SECONDS}s'")
+        dbapi_connection.commit()
+
+    return engine

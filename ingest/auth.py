@@ -1,0 +1,52 @@
+"""Shared-secret and HMAC checks on the raw body, in constant time; secrets are never logged."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from flask import Request
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+
+
+def token_ok(request: Request, token: str) -> bool:
+    """True when the request carries ``Authorization: Bearer <token>`` or ``?token=<token>``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    candidates = []
+    if scheme.lower() == "bearer" and presented:
+        candidates.append(presented.strip())
+    if "token" in request.args:
+        candidates.append(request.args.get("token", ""))
+    expected = _digest(token)
+    matched = False
+    for candidate in candidates:
+        # Digests have one length, so the comparison time reveals neither content nor length.
+        matched |= hmac.compare_digest(_digest(candidate), expected)
+    return matched
+
+
+def signature_ok(request: Request, body: bytes, secrets: Sequence[str]) -> bool:
+    """True when ``X-Webhook-Signature: sha256=<hex>`` matches the body under any secret."""
+    header = request.headers.get(SIGNATURE_HEADER, "")
+    algorithm, _, presented = header.partition("=")
+    if algorithm.strip().lower() != "sha256" or not presented:
+        return False
+    presented_bytes = presented.strip().lower().encode("utf-8", "surrogateescape")
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+        # No early exit: every secret is compared, so timing does not reveal which one matched.
+        matched |= hmac.compare_digest(presented_bytes, expected)
+    return matched
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value a sender puts on ``body``: ``sha256=<hex>``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -1,0 +1,56 @@
+"""Gunicorn settings for `engagehook web`: JSON logs without query strings, multiprocess metrics.
+
+Loaded with ``gunicorn --config python:ingest.gunicorn_conf``; command-line flags still win.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gunicorn.glogging import Logger
+
+from engagehook import logs
+
+
+class JsonLogger(Logger):
+    """Gunicorn's logger writing JSON lines; access lines carry the path but never the query."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        # The app's own loggers (ingest.*, Flask) propagate to the root logger.
+        logs.configure("web", cfg.loglevel)
+
+    def _set_handler(self, log, output, fmt, stream=None) -> None:
+        super()._set_handler(log, output, fmt, stream=stream)
+        for handler in log.handlers:
+            if getattr(handler, "_gunicorn", False):
+                logs.json_handler("web", handler)
+
+    def access(self, resp, req, environ, request_time) -> None:
+        # The query string may hold WEBHOOK_TOKEN (?token=...): log the path only.
+        if not self.access_log_enabled:
+            return
+        self.access_log.info("request", extra={
+            "http_method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": getattr(resp, "status_code", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+        })
+
+
+def child_exit(server, worker) -> None:
+    """Let the metrics of a dead gunicorn worker stop counting as live (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+logger_class = JsonLogger
+accesslog = "-"
+# The sender waits 3 s at most; a request still running after 30 s is stuck.
+timeout = 30
+graceful_timeout = 30
+# Workers log through the root logger set up above, so gunicorn need not capture their output.
+capture_output = False
+loglevel = "info"

@@ -1,0 +1,316 @@
+"""GET /metrics and the webhook counters, correct under several gunicorn workers.
+
+Counters and histograms are written by each gunicorn worker; with PROMETHEUS_MULTIPROC_DIR set
+(``engagehook web`` and ``serve`` set it) the scrape sums the files of every worker, so the
+answer does not depend on which worker the load balancer picked. Queue depth, spool depth and
+dead-letter counts are read when scraped, each with a short timeout; a source that does not
+answer is reported as ``engagehook_source_up{source=...} 0`` and never fails the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import request
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter
+from prometheus_client import Histogram
+from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from engagehook import logs
+from engagehook.config import Settings
+from workers.celery_app import EVENTS_QUEUE
+from workers.celery_app import HOOKS_QUEUE
+
+EXTENSION_KEY = "engagehook.metrics"
+WEBHOOKS_PATH = "/webhooks"
+QUEUES = (EVENTS_QUEUE, HOOKS_QUEUE)
+# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (3, 6, 9)
+# A scrape waits at most this long for each source, so it stays well inside scrape timeouts.
+SOURCE_TIMEOUT_SECONDS = 0.5
+# Ack latency of POST /webhooks: the sender gives up after 3 s.
+ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+logger = logging.getLogger(__name__)
+
+
+class IngestMetrics:
+    """The counters one ingest process writes."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "engagehook_webhooks_received",
+            "Webhook deliveries answered, by outcome (queued, spooled, duplicate, rejected) "
+            "and, for rejections, the error code.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.ack_seconds = Histogram(
+            "engagehook_webhook_ack_seconds",
+            "Time from request to answer on POST /webhooks.",
+            ["outcome"],
+            buckets=ACK_BUCKETS,
+            registry=registry,
+        )
+
+
+def multiprocess_dir() -> str | None:
+    """The directory every process of this role writes its samples to, if any."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def classify(status_code: int, document: Any) -> tuple[str, str]:
+    """The (outcome, reason) labels of one answer to POST /webhooks."""
+    document = document if isinstance(document, dict) else {}
+    if status_code < 400:
+        if document.get("status") == "duplicate":
+            return "duplicate", ""
+        if document.get("stored") == "spooled" or document.get("status") == "spooled":
+            return "spooled", ""
+        return "queued", ""
+    error = document.get("error")
+    # The reason is a label: only short codes, so a request cannot mint new series.
+    reason = error if isinstance(error, str) and _REASON.fullmatch(error) else f"http_{status_code}"
+    return "rejected", reason
+
+
+def note_envelope(envelope: dict[str, Any]) -> None:
+    """Remember the identifiers of the webhook being handled, for its log line and metrics."""
+    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+    appointment = data.get("appointment") if isinstance(data.get("appointment"), dict) else {}
+    g.engagehook_webhook = {
+        "event_id": logs.identifier(envelope.get("id")),
+        "correlation_id": logs.identifier(envelope.get("correlationId")),
+        "event_type": logs.identifier(data.get("eventType")),
+        "appointment_id": logs.identifier(appointment.get("id")),
+    }
+
+
+def _start_timer() -> None:
+    g.engagehook_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    if request.path != WEBHOOKS_PATH:
+        return response
+    metrics: IngestMetrics = current_app.extensions[EXTENSION_KEY]["metrics"]
+    outcome, reason = classify(response.status_code, response.get_json(silent=True))
+    metrics.received.labels(outcome=outcome, reason=reason).inc()
+    started = g.get("engagehook_started")
+    elapsed = time.perf_counter() - started if started is not None else None
+    if elapsed is not None:
+        metrics.ack_seconds.labels(outcome=outcome).observe(elapsed)
+    level = logging.INFO if outcome != "rejected" else logging.WARNING
+    logger.log(level, "webhook %s", outcome, extra={
+        **(g.get("engagehook_webhook") or {}),
+        "outcome": outcome,
+        "reason": reason or None,
+        "status": response.status_code,
+        "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
+    })
+    return response
+
+
+def metrics_view() -> Response:
+    """The Prometheus text exposition of this role, summed over its processes."""
+    state = current_app.extensions[EXTENSION_KEY]
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        registry.register(state["state"])
+    else:
+        registry = state["registry"]
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Count every answer of POST /webhooks and serve GET /metrics."""
+    registry = CollectorRegistry(auto_describe=True)
+    collector = StateCollector(settings)
+    registry.register(collector)
+    app.extensions[EXTENSION_KEY] = {
+        "registry": registry,
+        "metrics": IngestMetrics(registry),
+        "state": collector,
+    }
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])
+
+
+# -- state read at scrape time ------------------------------------------------------------------
+
+
+class StateCollector:
+    """Queue depth, spool depth and dead letters, read fresh on every scrape."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis = None
+        self._engine = None
+
+    def describe(self) -> Iterable[Any]:
+        # Declaring no fixed metrics keeps registration from running a scrape.
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("engagehook_source_up",
+                               "1 when the source of the gauges below answered this scrape.",
+                               labels=["source"])
+        for source, read in (("broker", self._broker), ("spool", self._spool),
+                             ("store", self._store)):
+            try:
+                families = list(read())
+            except Exception as exc:  # noqa: BLE001 - a scrape must never fail
+                logger.warning("metrics source %s unavailable: %s", source,
+                               exc.__class__.__name__)
+                up.add_metric([source], 0)
+                continue
+            up.add_metric([source], 1)
+            yield from families
+        yield up
+
+    # broker ------------------------------------------------------------------------------------
+
+    def _broker(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("engagehook_queue_depth",
+                                  "Messages waiting in the broker, per queue.", labels=["queue"])
+        unacked = GaugeMetricFamily(
+            "engagehook_queue_unacked",
+            "Messages delivered to a worker and not yet acknowledged (running, or retries "
+            "waiting for their countdown).")
+        if self.settings.embedded:
+            waiting, held = self._embedded_depths()
+        else:
+            waiting, held = self._redis_depths()
+        for queue in QUEUES:
+            depth.add_metric([queue], waiting.get(queue, 0))
+        unacked.add_metric([], held)
+        yield depth
+        yield unacked
+
+    def _redis_depths(self) -> tuple[dict[str, int], int]:
+        if self._redis is None:
+            import redis
+
+            self._redis = redis.Redis.from_url(
+                self.settings.redis_url,
+                socket_timeout=SOURCE_TIMEOUT_SECONDS,
+                socket_connect_timeout=SOURCE_TIMEOUT_SECONDS,
+            )
+        pipe = self._redis.pipeline(transaction=False)
+        for queue in QUEUES:
+            pipe.llen(queue)
+            for step in PRIORITY_STEPS:
+                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}")
+        pipe.hlen("unacked")  # kombu's hash of delivered, unacknowledged messages
+        results = pipe.execute()
+        per_queue = 1 + len(PRIORITY_STEPS)
+        waiting = {queue: sum(results[i * per_queue:(i + 1) * per_queue])
+                   for i, queue in enumerate(QUEUES)}
+        return waiting, int(results[-1])
+
+    def _embedded_depths(self) -> tuple[dict[str, int], int]:
+        path = self.settings.broker_url.removeprefix("sqlite:///")
+        if not Path(path).exists():
+            return {}, 0  # nothing was ever published
+        # Read-only and bounded: the scrape must never block or disturb the broker's writers.
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SOURCE_TIMEOUT_SECONDS)
+        try:
+            rows = conn.execute(
+                "SELECT q.name, count(m.id), coalesce(sum(m.visible = 0), 0) "
+                "FROM kombu_queue q LEFT JOIN kombu_message m ON m.queue_id = q.id GROUP BY q.name"
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}, 0
+            raise
+        finally:
+            conn.close()
+        waiting = {name: int(total) - int(held) for name, total, held in rows}
+        return waiting, sum(int(held) for _, _, held in rows)
+
+    # spool -------------------------------------------------------------------------------------
+
+    def _spool(self) -> Iterator[GaugeMetricFamily]:
+        from ingest.spool import CORRUPT_DIR
+        from ingest.spool import Spool
+
+        spool = Spool(self.settings.spool_dir, self.settings.spool_max_bytes)
+        yield GaugeMetricFamily(
+            "engagehook_spool_depth",
+            "Payloads acknowledged while the broker was down, waiting in the local spool.",
+            value=len(spool))
+        yield GaugeMetricFamily(
+            "engagehook_spool_bytes", "Bytes the waiting spooled payloads take.",
+            value=spool.usage())
+        yield GaugeMetricFamily(
+            "engagehook_spool_limit_bytes",
+            "ENGAGEHOOK_SPOOL_MAX_BYTES: beyond it ingest answers 503.",
+            value=self.settings.spool_max_bytes)
+        yield GaugeMetricFamily(
+            "engagehook_spool_corrupt",
+            "Spool files that could not be read back, set aside for a human.",
+            value=_count_files(self.settings.spool_dir / CORRUPT_DIR))
+
+    # store -------------------------------------------------------------------------------------
+
+    def _store(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import text
+
+        engine = self._store_engine()
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL statement_timeout = 1000"))
+            events = conn.execute(
+                text("SELECT count(*) FROM events WHERE state = 'dead_lettered'")).scalar()
+            hooks = conn.execute(
+                text("SELECT count(*) FROM hook_runs WHERE state = 'dead_lettered'")).scalar()
+            conn.rollback()
+        family = GaugeMetricFamily(
+            "engagehook_dead_letters",
+            "Dead-lettered records in the store: events (invalid or gave up) and hook runs.",
+            labels=["kind"])
+        family.add_metric(["event"], int(events or 0))
+        family.add_metric(["hook"], int(hooks or 0))
+        yield family
+
+    def _store_engine(self):
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            url = self.settings.store_url
+            if url.startswith("sqlite"):
+                args: dict[str, Any] = {"timeout": SOURCE_TIMEOUT_SECONDS}
+            elif url.startswith("postgres"):
+                args = {"connect_timeout": 1}
+            else:
+                args = {}
+            self._engine = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
+                                         connect_args=args)
+        return self._engine
+
+
+def _count_files(directory: Path) -> int:
+    try:
+        return sum(1 for entry in os.scandir(directory) if entry.is_file())
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,116 @@
+"""Pytest fixtures available in all test modules (helpers live in builders.py and fakes.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from handlers.store import Store
+from ingest.app import create_app
+from tests import services
+from tests.fakes import RecordingQueue
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real: needs the real Redis/PostgreSQL services")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """An empty ENGAGEHOOK_DATA_DIR."""
+    path = tmp_path / "var"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def env(data_dir):
+    """Environment variables for an embedded-mode process (tests add to it)."""
+    return {"ENGAGEHOOK_DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture
+def queue():
+    """A queue that records what ingest enqueued."""
+    return RecordingQueue()
+
+
+@pytest.fixture
+def app(env, queue):
+    """The ingest app wired to the recording queue."""
+    return create_app(env, queue=queue)
+
+
+@pytest.fixture
+def client(app):
+    """A test client of the ingest app."""
+    return app.test_client()
+
+
+def _missing(service: str) -> None:
+    # CI (.ci/run) sets ENGAGEHOOK_REQUIRE_SERVICES=1: there a missing service is a failure,
+    # never a silent skip of the integration tests.
+    message = f"{service} is not reachable (CI starts it; see .ci/run)"
+    if os.environ.get("ENGAGEHOOK_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require_postgres() -> None:
+    if not services.postgres_available():
+        _missing("PostgreSQL on 127.0.0.1:5432")
+
+
+def require_redis() -> None:
+    if not services.redis_available():
+        _missing("Redis on 127.0.0.1:6379")
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL URL whose search path is a fresh schema, dropped afterwards."""
+    require_postgres()
+    with services.fresh_postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.fake),
+                        pytest.param("postgresql", marks=pytest.mark.real)])
+def store_url(request, tmp_path):
+    """The store's URL on each supported backend: a SQLite file, a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(store_url):
+    """A migrated, empty store on each backend."""
+    store = Store(store_url)
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """A migrated store on SQLite only, for tests about logic rather than backends."""
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    store.migrate()
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def redis_url():
+    """A real Redis DB for this test, flushed before and after."""
+    require_redis()
+    import redis
+
+    url = services.redis_url(services.free_redis_db())
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

@@ -1,0 +1,75 @@
+"""Fault (a): Redis goes away while events keep arriving; every 2xx is processed exactly once.
+
+Real processes: a private durable redis-server, `engagehook web` (gunicorn, 2 workers) and
+`engagehook worker` (Celery, 2 processes) on PostgreSQL. The broker is killed (connections
+refused) or frozen with SIGSTOP (connections hang) for OUTAGE seconds (longer than the
+sender's ~50 s window under `make soak`), then brought back.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.faults.harness import Ledger
+from tests.faults.harness import PrivateRedis
+from tests.faults.harness import Stream
+from tests.faults.harness import scale
+from tests.processes import free_port
+from tests.processes import start
+from tests.processes import stop
+from tests.processes import wait_http_ok
+
+pytestmark = pytest.mark.slow
+
+OUTAGE_SECONDS = scale(8, 65)
+RATE = scale(25, 40)  # events per second, before, during and after the outage
+BEFORE_SECONDS = scale(2, 10)
+AFTER_SECONDS = scale(3, 10)
+
+
+@pytest.fixture
+def deployment(tmp_path, postgres_url):
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    port = free_port()
+    env = {"REDIS_URL": redis.url, "DATABASE_URL": postgres_url,
+           "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"), "VISIBILITY_TIMEOUT": "60"}
+    worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
+    web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
+    ledger = Ledger(postgres_url)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
+        yield f"http://127.0.0.1:{port}/webhooks", redis, ledger, tmp_path / "var" / "spool"
+    finally:
+        stop(web)
+        stop(worker)
+        redis.thaw() if redis.process and redis.process.poll() is None else None
+        redis.kill()
+        ledger.close()
+
+
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_events_acknowledged_during_a_broker_outage_are_processed_exactly_once(
+        deployment, fault):
+    url, redis, ledger, spool_dir = deployment
+    count = int(RATE * (BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS))
+    stream = Stream(url, prefix=f"outage-{fault}", rate=RATE).start(count)
+    time.sleep(BEFORE_SECONDS)
+    if fault == "killed":
+        redis.kill()
+        time.sleep(OUTAGE_SECONDS)
+        redis.start()
+    else:
+        redis.freeze()
+        time.sleep(OUTAGE_SECONDS)
+        redis.thaw()
+    stream.wait()
+
+    # The spool took what the broker could not: the sender saw no failure at all.
+    assert dict(stream.refused) == {}
+    assert len(stream.acked) == count
+    assert stream.stored["spooled"] > 0 and stream.stored["queued"] > 0
+    ledger.assert_exactly_once(stream.acked, timeout=scale(90, 300))
+    assert list(spool_dir.glob("*.json")) == []

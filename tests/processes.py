@@ -1,0 +1,82 @@
+"""Start and stop real engagehook processes for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ENGAGEHOOK = [sys.executable, "-m", "engagehook.cli"]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Run ``engagehook <args>`` in its own process group, output to ``log``."""
+    full_env = {**os.environ, **env}
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(ENGAGEHOOK + args, env=full_env, stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Signal the whole process group and wait; SIGKILL what is left after ``timeout``."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def wait_http_ok(url: str, timeout: float = 30) -> None:
+    """Wait until ``url`` answers 200."""
+
+    def ok() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ok, timeout=timeout, interval=0.2)
+
+
+def cli_json(args: list[str], env: dict[str, str]) -> tuple[int, Any]:
+    """Run a read-side CLI command; return its exit code and parsed JSON (or None)."""
+    result = subprocess.run(ENGAGEHOOK + args, env={**os.environ, **env}, capture_output=True,
+                            text=True, timeout=60)
+    try:
+        return result.returncode, json.loads(result.stdout) if result.stdout.strip() else None
+    except json.JSONDecodeError:
+        return result.returncode, None

@@ -1,0 +1,101 @@
+"""The Celery app: the one module that ingest, the worker, Flower and plain `celery -A` point at.
+
+It never imports the tasks (they are named by string in ``include``), so ingest can publish
+by task name without loading marshmallow, the store or the handlers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from engagehook.config import Settings
+from engagehook.logs import install_celery_logging
+
+PROCESS_WEBHOOK = "workers.process_webhook"
+RUN_HOOK = "workers.run_hook"
+EVENTS_QUEUE = "engagehook"
+# Redis mode: ingest keeps each published body here until a worker recorded its outcome, so a
+# message lost between kombu's BRPOP and its unacked bookkeeping is found and republished
+# (see workers/inflight.py). The header names the event inside the queued message.
+INFLIGHT_BODIES = "engagehook.inflight"
+INFLIGHT_SINCE = "engagehook.inflight.since"
+EVENT_ID_HEADER = "engagehook_event_id"
+HOOKS_QUEUE = "engagehook.hooks"
+# Bounds every publish: the sender gives up after 3 s, so ingest must know well before that
+# whether the broker took the message (and spool it otherwise).
+PUBLISH_TIMEOUT_SECONDS = 1.0
+# Ingest's own publishes (ingest/publisher.py): each socket operation at most this long, with
+# one immediate retry. Measured against a private redis-server: a refused connection fails in
+# about 5 ms, a SIGSTOPped (hung) one in about 1 s; with Celery's default retry policy a hung
+# broker cost 4 s, longer than the sender waits. The spool takes what the broker did not.
+INGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
+# kombu's SQLAlchemy transport with real acks (see workers/embedded_broker.py), by class path
+# so that importing this module does not import the transport.
+EMBEDDED_TRANSPORT = "workers.embedded_broker:Transport"
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    """Lowercase Celery settings; each one is here for a reason given beside it."""
+    transport_options: dict[str, object] = {
+        # A message held by a worker that died is delivered again after this long (Redis).
+        "visibility_timeout": settings.visibility_timeout,
+        # A hung or unreachable broker must fail the publish fast, not hang the endpoint.
+        "socket_timeout": PUBLISH_TIMEOUT_SECONDS,
+        "socket_connect_timeout": PUBLISH_TIMEOUT_SECONDS,
+        # kombu looks for messages of dead workers every 10 s but scans only every 10th time
+        # by default (100 s): check often enough that redelivery follows the timeout closely.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        # No Redis configured: the broker is a SQLite file under the data dir.
+        "broker_transport": EMBEDDED_TRANSPORT if settings.embedded else None,
+        "broker_transport_options": transport_options,
+        # Same timeout for the result backend and the restore of unacked messages (celery #7651).
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": PUBLISH_TIMEOUT_SECONDS,
+        # Publishing retries at most twice within about half a second, then ingest spools.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
+        # Outcomes live in the store; nobody reads Celery results.
+        "task_ignore_result": True,
+        # Ack after the task finished, so a worker killed mid-task does not lose the message
+        # (safe because processing is idempotent: the store takes each event id once).
+        "task_acks_late": True,
+        # A child process killed by a signal puts its message back instead of acking it.
+        "task_reject_on_worker_lost": True,
+        # Hold one message at a time per process: nothing else sits unacked in a dying worker.
+        "worker_prefetch_multiplier": 1,
+        # Task events for Flower, including the moment a task was queued.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": EVENTS_QUEUE,
+        # User hooks get their own queue so a slow CRM never delays the store.
+        "task_routes": {RUN_HOOK: {"queue": HOOKS_QUEUE}},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Warm shutdown on SIGTERM finishes the running tasks before exit.
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """Build the Celery app for ``settings``; tasks are found by module name."""
+    app = Celery("engagehook", include=["workers.tasks"])
+    app.conf.update(celery_config(settings))
+    app.conf.engagehook_settings = settings
+    return app
+
+
+app = create_celery_app(Settings.from_env(os.environ))
+# Workers log JSON lines with the event's identifiers (see engagehook/logs.py).
+install_celery_logging()

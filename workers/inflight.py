@@ -1,0 +1,92 @@
+"""The in-flight registry: webhooks the broker took but no worker has recorded yet (Redis mode).
+
+kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
+unacknowledged: a worker main process SIGKILLed between the two loses the message, although
+the sender was already told 202. So ingest writes, in the same MULTI as the LPUSH, the raw
+body under the event id (``INFLIGHT_BODIES``) with its publish time (``INFLIGHT_SINCE``);
+the task forgets the id once the store holds an outcome; and the sweeper republishes ids
+that are older than VISIBILITY_TIMEOUT, have left the queue, and still have no outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import orjson
+import redis
+
+from handlers.store import Store
+from workers.celery_app import EVENT_ID_HEADER
+from workers.celery_app import EVENTS_QUEUE
+from workers.celery_app import INFLIGHT_BODIES
+from workers.celery_app import INFLIGHT_SINCE
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def forget(client: redis.Redis, event_id: str) -> None:
+    """The store holds this event's outcome: stop watching it."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(INFLIGHT_BODIES, event_id)
+    pipe.zrem(INFLIGHT_SINCE, event_id)
+    pipe.execute()
+
+
+def _oldest_queued_since(client: redis.Redis) -> float | None:
+    """Publish time of the oldest message still in the queue; inf when the queue is empty.
+
+    None when it cannot be told (the oldest message carries no event id we track).
+    """
+    raw = client.lindex(EVENTS_QUEUE, -1)  # kombu LPUSHes and BRPOPs: the tail is the oldest
+    if raw is None:
+        return float("inf")
+    try:
+        event_id = orjson.loads(raw)["headers"][EVENT_ID_HEADER]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    score = client.zscore(INFLIGHT_SINCE, event_id)
+    return float(score) if score is not None else None
+
+
+def recover(client: redis.Redis, store: Store, republish: Callable[[str, str], None],
+            older_than: float, now: float | None = None) -> dict[str, int]:
+    """Republish lost webhooks and drop the ids the store already settled.
+
+    An id is lost when it was published more than ``older_than`` seconds ago, before the
+    oldest message still queued (so it left the queue), and the store has no outcome for it.
+    A message that is merely slow is redelivered by the broker's own visibility timeout at
+    about the same time; either way the store applies the event once.
+    """
+    now = time.time() if now is None else now
+    oldest_queued = _oldest_queued_since(client)
+    if oldest_queued is None:
+        return {"settled": 0, "republished": 0}
+    horizon = min(now - older_than, oldest_queued)
+    ids = [i.decode() if isinstance(i, bytes) else i
+           for i in client.zrangebyscore(INFLIGHT_SINCE, "-inf", f"({horizon}", start=0, num=BATCH)]
+    if not ids:
+        return {"settled": 0, "republished": 0}
+    unfinished = store.unfinished_event_ids(ids)
+    settled = [i for i in ids if i not in unfinished]
+    if settled:
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(INFLIGHT_BODIES, *settled)
+        pipe.zrem(INFLIGHT_SINCE, *settled)
+        pipe.execute()
+    republished = 0
+    for event_id in sorted(unfinished):
+        body = client.hget(INFLIGHT_BODIES, event_id)
+        if body is None:
+            client.zrem(INFLIGHT_SINCE, event_id)
+            continue
+        republish(event_id, body.decode("utf-8"))
+        # Watch it again from now: it is back in the queue.
+        client.zadd(INFLIGHT_SINCE, {event_id: time.time()}, xx=True)
+        republished += 1
+    if republished:
+        logger.warning("republished %d webhooks lost between broker and worker", republished)
+    return {"settled": len(settled), "republished": republished}

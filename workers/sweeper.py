@@ -1,0 +1,91 @@
+"""Background repair in each worker's main process: give back what a dead process held.
+
+- Embedded broker: messages held longer than VISIBILITY_TIMEOUT by a worker that died are
+  made visible again (Redis does this itself through its visibility timeout).
+- Redis broker: webhooks lost between kombu's BRPOP and its unacked bookkeeping (a worker
+  main process SIGKILLed in that window) are republished from the in-flight registry.
+- Hook outbox: hook runs committed with their event but never finished (their message was
+  lost, or the publish after the commit failed) are published again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from celery import Celery
+from celery.signals import worker_ready
+from celery.signals import worker_shutdown
+
+from engagehook.config import Settings
+from handlers.store import Store
+from workers import inflight
+from workers.celery_app import EVENT_ID_HEADER
+from workers.celery_app import PROCESS_WEBHOOK
+from workers.celery_app import RUN_HOOK
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_SECONDS = 15.0  # at most; shorter when VISIBILITY_TIMEOUT is short
+_stop = threading.Event()
+
+
+def sweep(settings: Settings, store: Store, celery_app: Celery) -> dict[str, int]:
+    """One repair pass; returns how many messages and hook runs it gave back."""
+    restored = 0
+    if settings.embedded:
+        from workers.embedded_broker import restore_orphans
+
+        restored = restore_orphans(settings.broker_url, settings.visibility_timeout)
+    recovered = 0
+    if settings.redis_url:
+        recovered = _recover_inflight(settings, store, celery_app)
+    # A hook that is legitimately retrying holds its run for at most a few minutes.
+    stale_after = timedelta(seconds=2 * settings.visibility_timeout)
+    republished = 0
+    for run_id in store.unfinished_hook_runs(stale_after):
+        celery_app.send_task(RUN_HOOK, args=[run_id], argsrepr=f"(hook_run={run_id})")
+        republished += 1
+    if restored or republished:
+        logger.warning("sweeper gave back %d messages and %d hook runs", restored, republished)
+    return {"restored_messages": restored, "republished_webhooks": recovered,
+            "republished_hook_runs": republished}
+
+
+def _recover_inflight(settings: Settings, store: Store, celery_app: Celery) -> int:
+    import redis
+
+    def republish(event_id: str, body: str) -> None:
+        celery_app.send_task(PROCESS_WEBHOOK, args=[body], headers={EVENT_ID_HEADER: event_id},
+                             argsrepr=f"(event_id={event_id!r}, recovered)", kwargsrepr="{}")
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        counts = inflight.recover(client, store, republish, settings.visibility_timeout)
+        return counts["republished"]
+    finally:
+        client.close()
+
+
+def _loop(settings: Settings, celery_app: Celery) -> None:
+    store = Store(settings.store_url)
+    interval = min(SWEEP_INTERVAL_SECONDS, max(1.0, settings.visibility_timeout / 2))
+    while not _stop.wait(interval):
+        try:
+            sweep(settings, store, celery_app)
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            logger.exception("sweep failed")
+
+
+@worker_ready.connect
+def _start(sender=None, **kwargs) -> None:
+    celery_app = sender.app
+    settings = celery_app.conf.engagehook_settings
+    threading.Thread(target=_loop, args=(settings, celery_app), name="engagehook-sweeper",
+                     daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_loop(**kwargs) -> None:
+    _stop.set()

@@ -1,0 +1,95 @@
+"""Turn a raw webhook body into an AppointmentEvent, or a list of path-addressed errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from marshmallow import ValidationError
+
+from handlers.events import AppointmentEvent
+from workers.schemas import STRICT
+from workers.schemas import TOLERANT
+from workers.schemas import UNSUPPORTED_EVENT_TYPE
+from workers.schemas import UNSUPPORTED_STATUS
+from workers.schemas import EnvelopeSchema
+from workers.schemas.paths import flatten_errors
+
+VALIDATION_MODES = (TOLERANT, STRICT)
+
+logger = logging.getLogger(__name__)
+
+# Built once per mode: building the nested schema tree costs far more than one validation.
+_SCHEMAS = {mode: EnvelopeSchema(mode=mode) for mode in VALIDATION_MODES}
+# Where an unknown discriminator value means "newer than this receiver" rather than "broken".
+_STATUS_PATHS = ("data.appointment.status", "data.previousAppointment.status")
+
+
+class InvalidPayload(Exception):
+    """The body breaks the contract; it is dead-lettered, never retried by itself."""
+
+    def __init__(self, reason: str, errors: list[dict[str, str]], raw: Any = None) -> None:
+        super().__init__(f"{reason}: {errors}")
+        self.reason = reason
+        self.errors = errors
+        raw = raw if isinstance(raw, dict) else {}
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        appointment = data.get("appointment") if isinstance(data.get("appointment"), dict) else {}
+        self.event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        self.event_type = data.get("eventType") if isinstance(data.get("eventType"), str) else None
+        appointment_id = appointment.get("id")
+        self.appointment_id = appointment_id if isinstance(appointment_id, str) else None
+
+
+def parse_event(body: str | bytes, *, mode: str = TOLERANT) -> AppointmentEvent:
+    """Validate ``body`` against the contract and build the event, or raise InvalidPayload."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload("invalid", [{"path": "", "message": f"not JSON: {exc}"}]) from None
+    return _load(raw, mode)
+
+
+def validate_document(raw: Any, *, mode: str = TOLERANT) -> list[dict[str, str]]:
+    """The contract errors of a decoded document, sorted by path; ``[]`` when it is valid."""
+    try:
+        _load(raw, mode)
+    except InvalidPayload as exc:
+        return exc.errors
+    return []
+
+
+def _load(raw: Any, mode: str) -> AppointmentEvent:
+    """Run the schemas of ``mode`` on ``raw`` and log the unknown properties they kept."""
+    schema = _SCHEMAS.get(mode)
+    if schema is None:
+        raise ValueError(f"VALIDATION_MODE must be one of {VALIDATION_MODES}, not {mode!r}")
+    if not isinstance(raw, dict):
+        raise InvalidPayload("invalid", [{"path": "", "message": "must be a JSON object"}], raw)
+    try:
+        event = schema.load(raw)
+    except ValidationError as exc:
+        errors = flatten_errors(exc.messages)
+        raise InvalidPayload(_reason(errors), errors, raw) from None
+    if event.unknown_fields:
+        # Paths only: the values may be personal data.
+        logger.info(
+            "event %s: kept %d unknown properties: %s",
+            event.id,
+            len(event.unknown_fields),
+            ", ".join(event.unknown_fields),
+        )
+    return event
+
+
+def _reason(errors: list[dict[str, str]]) -> str:
+    """Why the event is dead-lettered: a value newer than this receiver, or a broken payload."""
+    for error in errors:
+        message = error["message"]
+        if error["path"] == "data.eventType" and message.startswith(UNSUPPORTED_EVENT_TYPE):
+            return UNSUPPORTED_EVENT_TYPE
+    for error in errors:
+        if error["path"] in _STATUS_PATHS and error["message"].startswith(UNSUPPORTED_STATUS):
+            return UNSUPPORTED_STATUS
+    return "invalid"
