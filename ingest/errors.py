@@ -7,6 +7,8 @@ from flask import Response
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
+from ingest.metrics import note_answer
+
 
 class IngestError(HTTPException):
     """An answer the endpoint gives on purpose, with a machine code and a human message."""
@@ -21,7 +23,8 @@ class IngestError(HTTPException):
 
 def error_response(status: int, error: str, message: str,
                    headers: dict[str, str] | None = None) -> Response:
-    """Build the JSON error answer."""
+    """Build the JSON error answer (and note its code, which the webhook metrics count)."""
+    note_answer({"error": error})
     response = jsonify(error=error, message=message)
     response.status_code = status
     for key, value in (headers or {}).items():

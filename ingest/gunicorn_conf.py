@@ -12,6 +12,11 @@ from gunicorn.glogging import Logger
 from engagehook import logs
 
 
+# The app logs every request to this path itself, with the webhook's identifiers
+# (ingest/metrics.py): an access line too would double the log volume of the busiest route.
+APP_LOGGED_PATH = "/webhooks"
+
+
 class JsonLogger(Logger):
     """Gunicorn's logger writing JSON lines; access lines carry the path but never the query."""
 
@@ -28,7 +33,7 @@ class JsonLogger(Logger):
 
     def access(self, resp, req, environ, request_time) -> None:
         # The query string may hold WEBHOOK_TOKEN (?token=...): log the path only.
-        if not self.access_log_enabled:
+        if not self.access_log_enabled or environ.get("PATH_INFO") == APP_LOGGED_PATH:
             return
         self.access_log.info("request", extra={
             "http_method": environ.get("REQUEST_METHOD"),

@@ -70,6 +70,20 @@ class IngestMetrics:
             buckets=ACK_BUCKETS,
             registry=registry,
         )
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def observe(self, outcome: str, reason: str, elapsed: float | None) -> None:
+        """Count one answer and its latency; label children are looked up once per pair."""
+        children = self._children.get((outcome, reason))
+        if children is None:
+            # Reasons are bounded codes (see classify), so this cache stays small.
+            children = (self.received.labels(outcome=outcome, reason=reason),
+                        self.ack_seconds.labels(outcome=outcome))
+            self._children[(outcome, reason)] = children
+        received, ack_seconds = children
+        received.inc()
+        if elapsed is not None:
+            ack_seconds.observe(elapsed)
 
 
 def multiprocess_dir() -> str | None:
@@ -104,29 +118,45 @@ def note_envelope(envelope: dict[str, Any]) -> None:
     }
 
 
+def note_answer(document: dict[str, Any]) -> None:
+    """Remember the JSON document being answered, so counting it needs no second parse."""
+    g.engagehook_answer = document
+
+
 def _start_timer() -> None:
     g.engagehook_started = time.perf_counter()
+
+
+def _answered_document(response: Response) -> Any:
+    """What the answer says: as noted by whoever built it, else parsed back from the body."""
+    document = g.get("engagehook_answer")
+    return document if document is not None else response.get_json(silent=True)
 
 
 def _observe(response: Response) -> Response:
     if request.path != WEBHOOKS_PATH:
         return response
     metrics: IngestMetrics = current_app.extensions[EXTENSION_KEY]["metrics"]
-    outcome, reason = classify(response.status_code, response.get_json(silent=True))
-    metrics.received.labels(outcome=outcome, reason=reason).inc()
+    outcome, reason = classify(response.status_code, _answered_document(response))
     started = g.get("engagehook_started")
     elapsed = time.perf_counter() - started if started is not None else None
-    if elapsed is not None:
-        metrics.ack_seconds.labels(outcome=outcome).observe(elapsed)
+    metrics.observe(outcome, reason, elapsed)
+    _log_webhook(response, outcome, reason, elapsed)
+    return response
+
+
+def _log_webhook(response: Response, outcome: str, reason: str, elapsed: float | None) -> None:
+    """The one log line of a webhook request (gunicorn writes no access line for it)."""
     level = logging.INFO if outcome != "rejected" else logging.WARNING
     logger.log(level, "webhook %s", outcome, extra={
         **(g.get("engagehook_webhook") or {}),
         "outcome": outcome,
         "reason": reason or None,
+        "http_method": request.method,
+        "path": WEBHOOKS_PATH,
         "status": response.status_code,
         "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
     })
-    return response
 
 
 def metrics_view() -> Response:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint
 from flask import current_app
-from flask import jsonify
+from flask import Response
 from flask import request
 
 from ingest.auth import signature_ok
 from ingest.auth import token_ok
 from ingest.errors import IngestError
+from ingest.metrics import note_answer
 from ingest.metrics import note_envelope
 from ingest.queue import EnqueueFailed
 from ingest.queue import get_queue
@@ -19,6 +20,8 @@ bp = Blueprint("webhooks", __name__)
 
 RETRY_AFTER_SECONDS = "2"  # the sender's own first retry comes after 2 s
 READ_CHUNK_BYTES = 65_536
+# Sorted keys and a final newline, as Flask's jsonify writes them.
+JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 @bp.post("/webhooks")
@@ -52,7 +55,15 @@ def receive_webhook():
     except EnqueueFailed as exc:
         raise IngestError(503, "unavailable", f"the payload could not be stored ({exc}); retry",
                           {"Retry-After": RETRY_AFTER_SECONDS}) from None
-    return jsonify(status="queued", id=event_id, stored=status), 202
+    answer = {"status": "queued", "id": event_id, "stored": status}
+    note_answer(answer)
+    return _json_response(answer, 202)
+
+
+def _json_response(document: dict, status: int) -> Response:
+    """The JSON answer, serialised by orjson: what jsonify gives, at a fraction of its cost."""
+    return Response(orjson.dumps(document, option=JSON_OPTIONS), status=status,
+                    mimetype="application/json")
 
 
 def _read_body(limit: int) -> bytes:

@@ -207,7 +207,7 @@ class Resp:
 class TestGunicornAccessLog:
     """Access lines carry method, path, status and duration; never the query string."""
 
-    def test_access_line_has_the_path_without_the_token(self, restored_logging):
+    def access_lines(self, environ: dict[str, str]) -> list[dict[str, Any]]:
         config = Config()
         config.set("accesslog", "-")
         logger = JsonLogger(config)
@@ -215,15 +215,54 @@ class TestGunicornAccessLog:
         handler = logs.json_handler("web", logging.StreamHandler(stream))
         logger.access_log.addHandler(handler)
         try:
-            environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks",
-                       "QUERY_STRING": "token=s3cr3t"}
             logger.access(Resp(), None, environ, timedelta(milliseconds=12))
         finally:
             logger.access_log.removeHandler(handler)
-        line = json.loads(stream.getvalue())
-        assert (line["http_method"], line["path"], line["status"]) == ("POST", "/webhooks", 202)
-        assert line["duration_ms"] == 12.0
         assert "s3cr3t" not in stream.getvalue()
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def test_access_line_has_the_path_without_the_token(self, restored_logging):
+        [line] = self.access_lines({"REQUEST_METHOD": "GET", "PATH_INFO": "/admin/events/e-1",
+                                    "QUERY_STRING": "token=s3cr3t"})
+        assert (line["http_method"], line["path"], line["status"]) == (
+            "GET", "/admin/events/e-1", 202)
+        assert line["duration_ms"] == 12.0
+
+    def test_webhook_requests_get_no_access_line(self, restored_logging):
+        # The app's own "webhook <outcome>" line is the one line of such a request.
+        assert self.access_lines({"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks",
+                                  "QUERY_STRING": "token=s3cr3t"}) == []
+
+
+class TestWebhookLogLine:
+    """Each POST /webhooks is logged once by the app, with the request and the identifiers."""
+
+    def webhook_lines(self, client, caplog, data: bytes,
+                      content_type: str = "application/json") -> list[dict[str, Any]]:
+        with caplog.at_level(logging.INFO, logger="ingest"):
+            client.post("/webhooks?token=s3cr3t", data=data,
+                        headers={"Content-Type": content_type})
+        formatter = logs.JsonFormatter("web")
+        return [json.loads(formatter.format(r)) for r in caplog.records
+                if r.name == "ingest.metrics"]
+
+    def test_queued_webhook_line_has_request_and_identifiers(self, client, caplog):
+        payload = load_payload("CREATE")
+        [line] = self.webhook_lines(client, caplog, body(payload))
+        assert line["message"] == "webhook queued"
+        assert (line["http_method"], line["path"], line["status"]) == ("POST", "/webhooks", 202)
+        assert line["duration_ms"] >= 0
+        assert (line["event_id"], line["correlation_id"], line["event_type"],
+                line["appointment_id"]) == (
+            payload["id"], payload["correlationId"], payload["data"]["eventType"],
+            payload["data"]["appointment"]["id"])
+        assert not personal_values(payload) & set(map(str, line.values()))
+
+    def test_rejected_webhook_line_is_a_warning_with_its_reason(self, client, caplog):
+        [line] = self.webhook_lines(client, caplog, b"{}", content_type="text/plain")
+        assert (line["level"], line["message"]) == ("warning", "webhook rejected")
+        assert (line["status"], line["reason"]) == (415, "unsupported_media_type")
+        assert line["path"] == "/webhooks"
 
 
 @pytest.mark.slow
