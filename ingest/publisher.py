@@ -33,6 +33,10 @@ BODY_ENCODING = "base64"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 PERSISTENT = 2  # delivery_mode: the message outlives a broker restart (AOF/RDB permitting)
 TRANSIENT = 1  # delivery_mode of events, as Celery sends them
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+# A pooled connection that a Redis restart closed fails once; the retry gets a new one.
+RECONNECT_RETRIES = 1
 
 
 class RedisPublisher:
@@ -47,8 +51,8 @@ class RedisPublisher:
         self.clock = celery_app.clock
         self.hostname = f"gen{os.getpid()}@{socket.gethostname()}"  # Celery's anonymous origin
         self.reply_to = celery_app.thread_oid
-        # One retry without backoff covers a pooled connection that a Redis restart closed;
-        # with the socket timeouts that bounds a publish to about twice ``timeout``.
+        # The socket timeouts bound each attempt; ``publish`` retries once, without backoff,
+        # to cover a pooled connection that a Redis restart closed: about twice ``timeout``.
         self.client = redis.Redis.from_url(
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
@@ -56,6 +60,14 @@ class RedisPublisher:
         db = self.client.connection_pool.connection_kwargs.get("db", 0)
         # kombu's Redis fanout channel for the celeryev exchange (fanout_prefix is on).
         self.event_channel = f"/{db}.celeryev/task.sent"
+        self._headers = _static_headers(task_name, self.hostname)
+        self._properties = {
+            "reply_to": self.reply_to,
+            "delivery_mode": PERSISTENT,
+            "delivery_info": {"exchange": "", "routing_key": self.queue},
+            "priority": 0,
+            "body_encoding": BODY_ENCODING,
+        }
 
     def publish(self, body: str, argsrepr: str, event_id: str | None = None) -> str:
         """Put one task message in the queue (and announce it to Flower); return its task id.
@@ -64,14 +76,17 @@ class RedisPublisher:
         message a worker loses between BRPOP and its unacked bookkeeping is found again.
         """
         task_id = str(uuid.uuid4())
-        pipe = self.client.pipeline(transaction=event_id is not None)
-        pipe.lpush(self.queue, self.task_message(task_id, body, argsrepr, event_id))
+        commands = [(b"LPUSH", self.queue, self.task_message(task_id, body, argsrepr, event_id))]
         if event_id is not None:
-            pipe.hset(INFLIGHT_BODIES, event_id, body)
-            pipe.zadd(INFLIGHT_SINCE, {event_id: time.time()}, nx=True)
+            commands.append((b"HSET", INFLIGHT_BODIES, event_id, body))
+            commands.append((b"ZADD", INFLIGHT_SINCE, b"NX", repr(time.time()), event_id))
         if self.send_sent_event:
-            pipe.publish(self.event_channel, self._sent_event(task_id, argsrepr))
-        queued = pipe.execute()[0]
+            commands.append((b"PUBLISH", self.event_channel, self._sent_event(task_id, argsrepr)))
+        replies = self._execute(commands, transaction=event_id is not None)
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if failed is not None:
+            raise failed
+        queued = replies[0]
         if not isinstance(queued, int) or queued < 1:
             raise redis.RedisError(f"LPUSH answered {queued!r}")
         return task_id
@@ -87,14 +102,7 @@ class RedisPublisher:
     def task_message(self, task_id: str, body: str, argsrepr: str,
                      event_id: str | None = None) -> bytes:
         """The serialised message (kombu's Redis envelope around Celery's protocol 2)."""
-        headers = {
-            "lang": "py", "task": self.task_name, "id": task_id, "shadow": None, "eta": None,
-            "expires": None, "group": None, "group_index": None, "retries": 0,
-            "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-            "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": self.hostname,
-            "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None,
-            "stamps": {},
-        }
+        headers = {**self._headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
         if event_id is not None:
             headers[EVENT_ID_HEADER] = event_id
         payload = orjson.dumps([[body], {}, EMBED])
@@ -103,15 +111,8 @@ class RedisPublisher:
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": headers,
-            "properties": {
-                "correlation_id": task_id,
-                "reply_to": self.reply_to,
-                "delivery_mode": PERSISTENT,
-                "delivery_info": {"exchange": "", "routing_key": self.queue},
-                "priority": 0,
-                "body_encoding": BODY_ENCODING,
-                "delivery_tag": str(uuid.uuid4()),
-            },
+            "properties": {**self._properties, "correlation_id": task_id,
+                           "delivery_tag": str(uuid.uuid4())},
         })
 
     def _sent_event(self, task_id: str, argsrepr: str) -> bytes:
@@ -135,3 +136,54 @@ class RedisPublisher:
                 "delivery_tag": str(uuid.uuid4()),
             },
         })
+
+    def _execute(self, commands: list[tuple], *, transaction: bool) -> list:
+        """Run ``commands`` (in one MULTI/EXEC when ``transaction``) in one write and one read.
+
+        redis-py's pipeline writes a large value as a separate send and parses a reply per
+        queued command through several layers; both cost more than the message itself.
+        """
+        if transaction:
+            packed = b"".join((MULTI, *map(_packed, commands), EXEC))
+            replies = self._round_trip(packed, len(commands) + 2)
+            # MULTI's OK and one QUEUED per command precede EXEC's list of results.
+            return replies[-1]
+        return self._round_trip(b"".join(map(_packed, commands)), len(commands))
+
+    def _round_trip(self, packed: bytes, expected_replies: int) -> list:
+        """Write ``packed`` and read its replies; once more on a fresh connection if it broke."""
+        pool = self.client.connection_pool
+        for attempt in range(1 + RECONNECT_RETRIES):
+            connection = pool.get_connection()
+            try:
+                connection.send_packed_command([packed])
+                return [connection.read_response() for _ in range(expected_replies)]
+            except (redis.ConnectionError, redis.TimeoutError):
+                connection.disconnect()
+                if attempt == RECONNECT_RETRIES:
+                    raise
+            except BaseException:
+                connection.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                pool.release(connection)
+        raise AssertionError("unreachable")
+
+
+def _static_headers(task_name: str, hostname: str) -> dict[str, object]:
+    """The protocol-2 headers that are the same for every webhook task this process sends."""
+    return {
+        "lang": "py", "task": task_name, "shadow": None, "eta": None, "expires": None,
+        "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
+        "parent_id": None, "kwargsrepr": "{}", "origin": hostname, "ignore_result": None,
+        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+    }
+
+
+def _packed(command: tuple) -> bytes:
+    """One command in the Redis protocol (RESP): an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(command)]
+    for argument in command:
+        data = argument.encode() if isinstance(argument, str) else argument
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)

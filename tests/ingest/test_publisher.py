@@ -15,7 +15,10 @@ from engagehook.config import Settings
 from ingest.publisher import RedisPublisher
 from tests.builders import body
 from tests.builders import load_payload
+from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
+from workers.celery_app import INFLIGHT_BODIES
+from workers.celery_app import INFLIGHT_SINCE
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import celery_config
 
@@ -97,3 +100,33 @@ class TestRedisPublisher:
         publisher = RedisPublisher(app, "redis://127.0.0.1:1/0", PROCESS_WEBHOOK, timeout=0.2)
         with pytest.raises(redis.ConnectionError):
             publisher.publish("{}", ARGSREPR)
+
+    def test_message_and_in_flight_entry_land_together(self, redis_url, client):
+        publisher = RedisPublisher(celery_for(redis_url), redis_url, PROCESS_WEBHOOK, timeout=1)
+        raw = body(load_payload("CREATE"))
+        publisher.publish(raw, ARGSREPR, "e-1")
+        envelope, task = decoded(client.rpop(EVENTS_QUEUE))
+        assert envelope["headers"][EVENT_ID_HEADER] == "e-1"
+        assert task[0] == [raw]
+        assert client.hget(INFLIGHT_BODIES, "e-1").decode() == raw
+        assert client.zscore(INFLIGHT_SINCE, "e-1") is not None
+
+    def test_connection_closed_by_redis_is_replaced_and_the_publish_succeeds(self, redis_url,
+                                                                             client):
+        publisher = RedisPublisher(celery_for(redis_url), redis_url, PROCESS_WEBHOOK, timeout=1)
+        publisher.publish("{}", ARGSREPR, "e-1")
+        pooled = publisher.client.client_id()  # the one idle connection of its pool
+        client.client_kill_filter(_id=pooled)
+        publisher.publish("{}", ARGSREPR, "e-2")
+        assert publisher.client.client_id() != pooled
+        assert client.llen(EVENTS_QUEUE) == 2
+
+    def test_refused_command_fails_the_publish_and_the_next_one_works(self, redis_url, client):
+        publisher = RedisPublisher(celery_for(redis_url), redis_url, PROCESS_WEBHOOK, timeout=1)
+        client.set(INFLIGHT_BODIES, "not a hash")
+        with pytest.raises(redis.ResponseError):
+            publisher.publish("{}", ARGSREPR, "e-1")
+        client.delete(INFLIGHT_BODIES, EVENTS_QUEUE)
+        publisher.publish("{}", ARGSREPR, "e-2")
+        assert client.hkeys(INFLIGHT_BODIES) == [b"e-2"]
+        assert client.llen(EVENTS_QUEUE) == 1
