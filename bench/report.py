@@ -52,6 +52,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     f"{workers['noop']['events_per_second']:,.0f} per s); by CPU per event "
                     f"{workers['cpu_ratio']:.2f}",
                     workers["ratio"] >= WORKER_RATIO_TARGET))
+    whole = workers.get("whole_worker") or {}
+    if whole.get("ratio") is not None:
+        out.append((f"the same, one whole worker at its default concurrency "
+                    f"({whole['concurrency']} pool processes, one per core), both tasks",
+                    f"{whole['ratio']:.2f} × no-op "
+                    f"({whole['engagehook']['events_per_second']:,.0f} vs "
+                    f"{whole['noop']['events_per_second']:,.0f} per s)",
+                    whole["ratio"] >= WORKER_RATIO_TARGET))
     e2e = results.get("e2e") or {}
     if "checks" in e2e:
         checks = e2e["checks"]
@@ -227,6 +235,22 @@ def _workers(section: dict[str, Any] | None) -> str:
                      f"({_fmt(best.get('main_cpu_us_per_event'))} + "
                      f"{_fmt(best.get('child_cpu_us_per_event'))}) "
                      f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+    whole = section.get("whole_worker") or {}
+    if whole.get("ratio") is not None:
+        for label, data, ratio in (
+                (f"no-op task, `--concurrency {whole['concurrency']}`", whole["noop"], 1.0),
+                (f"`workers.process_webhook`, `--concurrency {whole['concurrency']}`",
+                 whole["engagehook"], whole["ratio"])):
+            best = min(data["runs"], key=lambda r: r["worker_cpu_us_per_event"])
+            lines.append(f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
+                         f"| {_fmt(best['worker_cpu_us_per_event'])} "
+                         f"({_fmt(best.get('main_cpu_us_per_event'))} + "
+                         f"{_fmt(best.get('child_cpu_us_per_event'))}) "
+                         f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+        lines += ["", f"The last two rows: one worker with {whole['concurrency']} pool processes "
+                  "(Celery's default here, one per core), one drain each of "
+                  f"{whole['engagehook_events']:,} webhook messages; prefetch stays 1 per "
+                  "process, so the main process fetches for one child while the other works."]
     lines += [
         "",
         f"By worker CPU per event (less sensitive to other load on the machine) the ratio is "

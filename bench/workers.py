@@ -9,6 +9,7 @@ Then the stages of one event are timed in-process to show where the time goes.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -50,12 +51,13 @@ WORKER_START_TIMEOUT = 60
 DRAIN_TIMEOUT = 120
 
 
-def _argv(kind: str) -> list[str]:
+def _argv(kind: str, concurrency: int) -> list[str]:
     if kind == "engagehook":
-        return ENGAGEHOOK + ["worker", "--concurrency", "1", "--loglevel", "INFO"]
+        return ENGAGEHOOK + ["worker", "--concurrency", str(concurrency), "--loglevel", "INFO"]
     # The flags `engagehook worker` passes to celery, on the no-op app.
     return [sys.executable, "-m", "celery", "-A", "bench.noop_worker", "worker",
-            "--queues", EVENTS_QUEUE, "--loglevel", "INFO", "--task-events", "--concurrency", "1"]
+            "--queues", EVENTS_QUEUE, "--loglevel", "INFO", "--task-events",
+            "--concurrency", str(concurrency)]
 
 
 def _stage(client: redis.Redis, publisher: RedisPublisher, deliveries: list[Delivery],
@@ -89,7 +91,7 @@ def _empty(client: redis.Redis) -> bool:
 
 
 def _drain(kind: str, deliveries: list[Delivery], redis_url: str, env: dict[str, str],
-           log_dir: Path) -> dict[str, object]:
+           log_dir: Path, concurrency: int = 1) -> dict[str, object]:
     """Start one worker, hand it the staged messages, time it until the queue is empty."""
     settings = Settings.from_env({"REDIS_URL": redis_url})
     app = create_celery_app(settings)
@@ -103,7 +105,7 @@ def _drain(kind: str, deliveries: list[Delivery], redis_url: str, env: dict[str,
     online.get_message(timeout=1)
     application_name = f"engagehook-bench-{kind}-{uuid.uuid4().hex[:8]}"
     env = {**env, "DATABASE_URL": with_application_name(env["DATABASE_URL"], application_name)}
-    worker = start(_argv(kind), env, log_dir / f"worker-{kind}.log")
+    worker = start(_argv(kind, concurrency), env, log_dir / f"worker-{kind}.log")
     try:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while online.get_message(timeout=1) is None:
@@ -148,36 +150,62 @@ def run(redis_url: str, store_url: str, *, rounds: int = ROUNDS,
 
     store = Store(store_url)
     env = {"REDIS_URL": redis_url, "DATABASE_URL": store_url, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
-    runs: dict[str, list[dict[str, object]]] = {"noop": [], "engagehook": []}
     with tempfile.TemporaryDirectory(prefix="engagehook-bench-workers-") as tmp:
         env["ENGAGEHOOK_DATA_DIR"] = str(Path(tmp, "var"))
-        for round_ in range(rounds):
-            noop = generate(events=noop_events, appointments=noop_events // 10, tag=f"n{round_}")
-            runs["noop"].append(_drain("noop", noop.deliveries, redis_url, env, Path(tmp)))
-            work = generate(events=engagehook_events, appointments=engagehook_events // 10,
-                            tag=f"w{round_}")
-            # Oldest first: every event is applied, the costly path (a stale one is cheaper).
-            in_order = sorted(work.deliveries, key=lambda d: d.updated_at)
-            before = store.count_events("processed")
-            runs["engagehook"].append(_drain("engagehook", in_order, redis_url, env, Path(tmp)))
-            processed = store.count_events("processed") - before
-            if processed != work.unique_events:
-                raise BenchError(f"the engagehook worker processed {processed} of "
-                                 f"{work.unique_events} events")
+        runs = _alternate(store, env, redis_url, Path(tmp), rounds=rounds, concurrency=1,
+                          noop_events=noop_events, engagehook_events=engagehook_events)
+        # The same comparison for a whole worker at its default concurrency (one pool process
+        # per core): the main process then fetches for one child while the other works.
+        cores = os.cpu_count() or 1
+        full = _alternate(store, env, redis_url, Path(tmp), rounds=1, concurrency=cores,
+                          noop_events=noop_events, engagehook_events=engagehook_events * cores,
+                          tag="c")
     stages = measure_stages(store)
     store.engine.dispose()
-    noop_rate = statistics.median(r["events_per_second"] for r in runs["noop"])
-    ours = statistics.median(r["events_per_second"] for r in runs["engagehook"])
     return {
         "settings": {"pool": "prefork, --concurrency 1", "broker": "Redis (loopback)",
                      "store": "PostgreSQL (loopback)", "rounds": rounds,
                      "noop_events": noop_events, "engagehook_events": engagehook_events},
+        **_compare(runs),
+        "whole_worker": {"concurrency": cores, "engagehook_events": engagehook_events * cores,
+                         **_compare(full)},
+        "stages": stages,
+    }
+
+
+def _alternate(store, env: dict[str, str], redis_url: str, log_dir: Path, *, rounds: int,
+               concurrency: int, noop_events: int, engagehook_events: int,
+               tag: str = "") -> dict[str, list[dict[str, object]]]:
+    """Drain no-op and engagehook messages in turn, checking every event was processed."""
+    runs: dict[str, list[dict[str, object]]] = {"noop": [], "engagehook": []}
+    for round_ in range(rounds):
+        noop = generate(events=noop_events, appointments=noop_events // 10,
+                        tag=f"n{tag}{round_}")
+        runs["noop"].append(_drain("noop", noop.deliveries, redis_url, env, log_dir,
+                                   concurrency))
+        work = generate(events=engagehook_events, appointments=engagehook_events // 10,
+                        tag=f"w{tag}{round_}")
+        # Oldest first: every event is applied, the costly path (a stale one is cheaper).
+        in_order = sorted(work.deliveries, key=lambda d: d.updated_at)
+        before = store.count_events("processed")
+        runs["engagehook"].append(_drain("engagehook", in_order, redis_url, env, log_dir,
+                                         concurrency))
+        processed = store.count_events("processed") - before
+        if processed != work.unique_events:
+            raise BenchError(f"the engagehook worker processed {processed} of "
+                             f"{work.unique_events} events")
+    return runs
+
+
+def _compare(runs: dict[str, list[dict[str, object]]]) -> dict[str, object]:
+    noop_rate = statistics.median(r["events_per_second"] for r in runs["noop"])
+    ours = statistics.median(r["events_per_second"] for r in runs["engagehook"])
+    return {
         "noop": {"events_per_second": noop_rate, "runs": runs["noop"]},
         "engagehook": {"events_per_second": ours, "runs": runs["engagehook"]},
         "ratio": round(ours / noop_rate, 3) if noop_rate else None,
         # Less sensitive to other load on the machine than the rates: CPU per event, no-op/ours.
         "cpu_ratio": round(_best_cpu(runs["noop"]) / _best_cpu(runs["engagehook"]), 3),
-        "stages": stages,
     }
 
 

@@ -30,7 +30,8 @@ BATCH = 500
 
 def forget(client: redis.Redis, event_id: str) -> None:
     """The store holds this event's outcome: stop watching it."""
-    pipe = client.pipeline(transaction=True)
+    # No MULTI: a half-done forget only leaves work for the sweeper, which checks the store.
+    pipe = client.pipeline(transaction=False)
     pipe.hdel(INFLIGHT_BODIES, event_id)
     pipe.zrem(INFLIGHT_SINCE, event_id)
     pipe.execute()

@@ -86,7 +86,8 @@ def _process_webhook(self, body: str) -> tuple[str, str]:
         except Exception:  # noqa: BLE001 - the event is applied; failing now would hide that
             # The run stays pending in the outbox and the sweeper publishes it later.
             logger.warning("hook run %s not published; the sweeper will", run_id)
-    logger.info("%s %s", outcome.label, outcome.event_id)
+    # Celery's own "succeeded" line carries the outcome and the bound identifiers at INFO.
+    logger.debug("%s %s", outcome.label, outcome.event_id)
     return outcome.label, outcome.event_id
 
 
