@@ -171,9 +171,9 @@ def _rows(maxima, halves, unstored, body_bytes: int) -> dict[str, object]:
         })
     return {
         "settings": {"gunicorn": f"{WEB_WORKERS} sync workers each, 30 s timeout, access log on "
-                                 "(engagehook: `engagehook web` as shipped, with its JSON access "
-                                 "and event logs and metrics; references: gunicorn's plain "
-                                 "access log)",
+                                 "(engagehook: `engagehook web` as shipped, with one JSON log "
+                                 "line per webhook and its metrics; references: gunicorn's "
+                                 "plain access log)",
                      "load": f"wrk, 1 thread, {CONNECTIONS} connections, loopback",
                      "rounds": len(maxima["bare"]), "round_seconds": ROUND_SECONDS,
                      "half_rate_seconds": HALF_RATE_SECONDS, "half_rate_tries": HALF_RATE_TRIES,
