@@ -8,7 +8,6 @@ from datetime import timedelta
 import redis
 from celery.signals import worker_init
 from celery.utils.log import get_task_logger
-from celery.utils.time import get_exponential_backoff_interval
 
 from handlers.errors import TransientError
 from handlers.hooks import registry as hook_registry
@@ -25,8 +24,8 @@ from workers.validation import parse_event
 
 logger = get_task_logger(__name__)
 
-# Retries: 1, 2, 4, ... 60 s with full jitter; the worst case (about 3 minutes in all) stays
-# under the default VISIBILITY_TIMEOUT of 300 s, so a retried message is not delivered twice.
+# Retries: 2, 4, 8, ... 60 s ceilings, each wait at least half its ceiling: 61 to 122 s in
+# all, under the default VISIBILITY_TIMEOUT of 300 s, so a retried message is not delivered twice.
 EVENT_MAX_RETRIES = 6
 HOOK_MAX_RETRIES = 5
 RETRY_BACKOFF_FACTOR = 1
@@ -34,10 +33,14 @@ RETRY_BACKOFF_MAX = 60
 
 
 def retry_countdown(retries: int) -> float:
-    """Exponential backoff with full jitter (Celery's own formula)."""
-    return get_exponential_backoff_interval(
-        RETRY_BACKOFF_FACTOR, retries + 1, RETRY_BACKOFF_MAX, full_jitter=True
-    ) or 0.5
+    """Exponential backoff with "equal" jitter: between half the ceiling and the ceiling.
+
+    Half of each wait is fixed, so six retries always span at least about a minute (a short
+    database outage never dead-letters an event); the random half keeps many retried events
+    from stampeding back together.
+    """
+    ceiling = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF_FACTOR * 2 ** (retries + 1))
+    return random.uniform(ceiling / 2, ceiling)
 
 
 def hook_retry_countdown(retries: int, base: float) -> float:

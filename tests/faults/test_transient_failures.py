@@ -164,10 +164,16 @@ class TestBackoff:
     def test_countdown_is_jittered_below_an_exponential_ceiling(self, retries):
         ceiling = min(tasks.RETRY_BACKOFF_MAX, tasks.RETRY_BACKOFF_FACTOR * 2 ** (retries + 1))
         samples = [tasks.retry_countdown(retries) for _ in range(200)]
-        assert all(0 < s <= ceiling for s in samples)
+        assert all(ceiling / 2 <= s <= ceiling for s in samples)
         assert len(set(samples)) > 1  # jitter: retries of many events do not stampede together
         if ceiling >= 4:
             assert max(samples) > ceiling / 2  # the ceiling grows, so do the waits
+
+    def test_all_retries_together_outlast_a_minute_long_outage_and_stay_under_the_timeout(self):
+        schedules = [sum(tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES))
+                     for _ in range(500)]
+        assert min(schedules) >= 60
+        assert max(schedules) <= 122 < Settings.from_env({}).visibility_timeout
 
 
 @pytest.mark.slow
