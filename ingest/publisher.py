@@ -33,8 +33,6 @@ BODY_ENCODING = "base64"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 PERSISTENT = 2  # delivery_mode: the message outlives a broker restart (AOF/RDB permitting)
 TRANSIENT = 1  # delivery_mode of events, as Celery sends them
-MULTI = b"*1\r\n$5\r\nMULTI\r\n"
-EXEC = b"*1\r\n$4\r\nEXEC\r\n"
 # A pooled connection that a Redis restart closed fails once; the retry gets a new one.
 RECONNECT_RETRIES = 1
 
@@ -144,20 +142,20 @@ class RedisPublisher:
         queued command through several layers; both cost more than the message itself.
         """
         if transaction:
-            packed = b"".join((MULTI, *map(_packed, commands), EXEC))
-            replies = self._round_trip(packed, len(commands) + 2)
+            replies = self._round_trip([(b"MULTI",), *commands, (b"EXEC",)])
             # MULTI's OK and one QUEUED per command precede EXEC's list of results.
             return replies[-1]
-        return self._round_trip(b"".join(map(_packed, commands)), len(commands))
+        return self._round_trip(commands)
 
-    def _round_trip(self, packed: bytes, expected_replies: int) -> list:
-        """Write ``packed`` and read its replies; once more on a fresh connection if it broke."""
+    def _round_trip(self, commands: list[tuple]) -> list:
+        """Send ``commands`` in one write and read their replies; once more if it broke."""
         pool = self.client.connection_pool
         for attempt in range(1 + RECONNECT_RETRIES):
             connection = pool.get_connection()
             try:
-                connection.send_packed_command([packed])
-                return [connection.read_response() for _ in range(expected_replies)]
+                # redis-py packs the protocol; joined, the chunks go out in one write.
+                connection.send_packed_command([b"".join(connection.pack_commands(commands))])
+                return [connection.read_response() for _ in commands]
             except (redis.ConnectionError, redis.TimeoutError):
                 connection.disconnect()
                 if attempt == RECONNECT_RETRIES:
@@ -178,12 +176,3 @@ def _static_headers(task_name: str, hostname: str) -> dict[str, object]:
         "parent_id": None, "kwargsrepr": "{}", "origin": hostname, "ignore_result": None,
         "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
     }
-
-
-def _packed(command: tuple) -> bytes:
-    """One command in the Redis protocol (RESP): an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(command)]
-    for argument in command:
-        data = argument.encode() if isinstance(argument, str) else argument
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
