@@ -126,7 +126,8 @@ class TestRedisPublisher:
         client.set(INFLIGHT_BODIES, "not a hash")
         with pytest.raises(redis.ResponseError):
             publisher.publish("{}", ARGSREPR, "e-1")
-        client.delete(INFLIGHT_BODIES, EVENTS_QUEUE)
+        assert client.llen(EVENTS_QUEUE) == 0  # no message without its in-flight entry
+        client.delete(INFLIGHT_BODIES)
         publisher.publish("{}", ARGSREPR, "e-2")
         assert client.hkeys(INFLIGHT_BODIES) == [b"e-2"]
         assert client.llen(EVENTS_QUEUE) == 1
