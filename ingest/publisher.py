@@ -3,9 +3,9 @@
 ``send_task`` on kombu's Redis transport builds a new redis-py client per command, looks the
 exchange up with SMEMBERS and publishes the task-sent event separately: about a millisecond
 and three round trips per webhook. This publisher keeps one client per process and sends
-the same message (Celery protocol 2 inside kombu's Redis envelope), its in-flight entry and
-the same task-sent event in one small Lua script: one atomic step, one write, one reply. The
-reply comes once Redis holds the message, so a 202 still means the broker has it. Only the Redis broker takes this path; the embedded one uses send_task.
+the same message (Celery protocol 2 inside kombu's Redis envelope) plus the same task-sent
+event in one pipeline. LPUSH returns once Redis holds the message, so a 202 still means
+the broker has it. Only the Redis broker takes this path; the embedded one uses send_task.
 """
 
 from __future__ import annotations
@@ -33,21 +33,6 @@ BODY_ENCODING = "base64"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 PERSISTENT = 2  # delivery_mode: the message outlives a broker restart (AOF/RDB permitting)
 TRANSIENT = 1  # delivery_mode of events, as Celery sends them
-# One atomic step on the server, one reply to read. The in-flight entry is written before the
-# message, so a failure part-way (a script stops at its first error) never leaves a queued
-# message unregistered. KEYS: queue, in-flight bodies, in-flight times. ARGV: message, event
-# id ('' = not tracked), body, now, the task-sent event channel and event ('' = none).
-PUBLISH_SCRIPT = b"""
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[2])
-end
-local queued = redis.call('LPUSH', KEYS[1], ARGV[1])
-if ARGV[6] ~= '' then
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
-end
-return queued
-"""
 # A pooled connection that a Redis restart closed fails once; the retry gets a new one.
 RECONNECT_RETRIES = 1
 
@@ -85,18 +70,21 @@ class RedisPublisher:
     def publish(self, body: str, argsrepr: str, event_id: str | None = None) -> str:
         """Put one task message in the queue (and announce it to Flower); return its task id.
 
-        With ``event_id`` the body is also registered as in flight in the same atomic step, so a
+        With ``event_id`` the body is also registered as in flight in the same MULTI, so a
         message a worker loses between BRPOP and its unacked bookkeeping is found again.
         """
         task_id = str(uuid.uuid4())
-        message = self.task_message(task_id, body, argsrepr, event_id)
-        sent_event = self._sent_event(task_id, argsrepr) if self.send_sent_event else b""
-        registered = event_id is not None
-        queued = self._round_trip((
-            b"EVAL", PUBLISH_SCRIPT, 3, self.queue, INFLIGHT_BODIES, INFLIGHT_SINCE,
-            message, event_id or b"", body if registered else b"", repr(time.time()),
-            self.event_channel, sent_event,
-        ))
+        commands = [(b"LPUSH", self.queue, self.task_message(task_id, body, argsrepr, event_id))]
+        if event_id is not None:
+            commands.append((b"HSET", INFLIGHT_BODIES, event_id, body))
+            commands.append((b"ZADD", INFLIGHT_SINCE, b"NX", repr(time.time()), event_id))
+        if self.send_sent_event:
+            commands.append((b"PUBLISH", self.event_channel, self._sent_event(task_id, argsrepr)))
+        replies = self._execute(commands, transaction=event_id is not None)
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if failed is not None:
+            raise failed
+        queued = replies[0]
         if not isinstance(queued, int) or queued < 1:
             raise redis.RedisError(f"LPUSH answered {queued!r}")
         return task_id
@@ -147,21 +135,33 @@ class RedisPublisher:
             },
         })
 
-    def _round_trip(self, command: tuple) -> object:
-        """Send ``command`` and read its reply; once more on a fresh connection if it broke."""
+    def _execute(self, commands: list[tuple], *, transaction: bool) -> list:
+        """Run ``commands`` (in one MULTI/EXEC when ``transaction``) in one write and one read.
+
+        redis-py's pipeline writes a large value as a separate send and parses a reply per
+        queued command through several layers; both cost more than the message itself.
+        """
+        if transaction:
+            replies = self._round_trip([(b"MULTI",), *commands, (b"EXEC",)])
+            # MULTI's OK and one QUEUED per command precede EXEC's list of results.
+            return replies[-1]
+        return self._round_trip(commands)
+
+    def _round_trip(self, commands: list[tuple]) -> list:
+        """Send ``commands`` in one write and read their replies; once more if it broke."""
         pool = self.client.connection_pool
         for attempt in range(1 + RECONNECT_RETRIES):
             connection = pool.get_connection()
             try:
                 # redis-py packs the protocol; joined, the chunks go out in one write.
-                connection.send_packed_command([b"".join(connection.pack_command(*command))])
-                return connection.read_response()
+                connection.send_packed_command([b"".join(connection.pack_commands(commands))])
+                return [connection.read_response() for _ in commands]
             except (redis.ConnectionError, redis.TimeoutError):
                 connection.disconnect()
                 if attempt == RECONNECT_RETRIES:
                     raise
             except BaseException:
-                connection.disconnect()  # a reply may be left unread: never reuse it
+                connection.disconnect()  # replies may be left unread: never reuse it
                 raise
             finally:
                 pool.release(connection)

@@ -2,8 +2,8 @@
 
 kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
 unacknowledged: a worker main process SIGKILLed between the two loses the message, although
-the sender was already told 202. So ingest writes, in the same atomic step as the LPUSH, the
-raw body under the event id (``INFLIGHT_BODIES``) with its publish time (``INFLIGHT_SINCE``);
+the sender was already told 202. So ingest writes, in the same MULTI as the LPUSH, the raw
+body under the event id (``INFLIGHT_BODIES``) with its publish time (``INFLIGHT_SINCE``);
 the task forgets the id once the store holds an outcome; and the sweeper republishes ids
 that are older than VISIBILITY_TIMEOUT, have left the queue, and still have no outcome.
 """
