@@ -226,27 +226,23 @@ def _workers(section: dict[str, Any] | None) -> str:
         "| PostgreSQL CPU µs/event | peak RSS MiB (main / child) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for label, data, ratio in (("no-op task (same body, same settings)", noop, 1.0),
-                               ("`workers.process_webhook`: parse, validate, store, dispatch",
-                                ours, section["ratio"])):
+    def row(label: str, data: dict[str, Any], ratio: float) -> str:
         best = min(data["runs"], key=lambda r: r["worker_cpu_us_per_event"])
-        lines.append(f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
-                     f"| {_fmt(best['worker_cpu_us_per_event'])} "
-                     f"({_fmt(best.get('main_cpu_us_per_event'))} + "
-                     f"{_fmt(best.get('child_cpu_us_per_event'))}) "
-                     f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+        return (f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
+                f"| {_fmt(best['worker_cpu_us_per_event'])} "
+                f"({_fmt(best.get('main_cpu_us_per_event'))} + "
+                f"{_fmt(best.get('child_cpu_us_per_event'))}) "
+                f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+
+    lines.append(row("no-op task (same body, same settings)", noop, 1.0))
+    lines.append(row("`workers.process_webhook`: parse, validate, store, dispatch", ours,
+                     section["ratio"]))
     whole = section.get("whole_worker") or {}
     if whole.get("ratio") is not None:
-        for label, data, ratio in (
-                (f"no-op task, `--concurrency {whole['concurrency']}`", whole["noop"], 1.0),
-                (f"`workers.process_webhook`, `--concurrency {whole['concurrency']}`",
-                 whole["engagehook"], whole["ratio"])):
-            best = min(data["runs"], key=lambda r: r["worker_cpu_us_per_event"])
-            lines.append(f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
-                         f"| {_fmt(best['worker_cpu_us_per_event'])} "
-                         f"({_fmt(best.get('main_cpu_us_per_event'))} + "
-                         f"{_fmt(best.get('child_cpu_us_per_event'))}) "
-                         f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+        concurrency = whole["concurrency"]
+        lines.append(row(f"no-op task, `--concurrency {concurrency}`", whole["noop"], 1.0))
+        lines.append(row(f"`workers.process_webhook`, `--concurrency {concurrency}`",
+                         whole["engagehook"], whole["ratio"]))
         lines += ["", f"The last two rows: one worker with {whole['concurrency']} pool processes "
                   "(Celery's default here, one per core), one drain each of "
                   f"{whole['engagehook_events']:,} webhook messages; prefetch stays 1 per "

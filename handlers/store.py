@@ -157,14 +157,8 @@ class Store:
         """One unit of work; database hiccups surface as TransientError so tasks retry."""
         session = (self._read_sessions if read_only else self._sessions)()
         try:
-            with session.begin():
+            with _transient_on_database_trouble(), session.begin():
                 yield session
-        except (OperationalError, InterfaceError) as exc:
-            raise TransientError(f"store unavailable: {exc.__class__.__name__}") from exc
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            raise TransientError(f"store connection lost: {exc.__class__.__name__}") from exc
         finally:
             session.close()
 
@@ -268,15 +262,8 @@ class Store:
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         """One writing transaction on a Core connection, failing like ``transaction``."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except (OperationalError, InterfaceError) as exc:
-            raise TransientError(f"store unavailable: {exc.__class__.__name__}") from exc
-        except DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-            raise TransientError(f"store connection lost: {exc.__class__.__name__}") from exc
+        with _transient_on_database_trouble(), self.engine.begin() as conn:
+            yield conn
 
     def _lock(self, session: Session, key: str) -> None:
         """Serialise every writer of ``key`` (an event id or an appointment) until commit."""
@@ -552,6 +539,19 @@ class Store:
             )
             result = session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
             return int(result.rowcount or 0)
+
+
+@contextmanager
+def _transient_on_database_trouble() -> Iterator[None]:
+    """An unreachable database or a lost connection becomes TransientError: the task retries."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise TransientError(f"store unavailable: {exc.__class__.__name__}") from exc
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise TransientError(f"store connection lost: {exc.__class__.__name__}") from exc
 
 
 _EVENTS = EventRecord.__table__
