@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 from handlers.store import Store
 from ingest.app import create_app
 from tests import services
 from tests.fakes import RecordingQueue
+
+
+# CI runs the property tests with a fixed seed, so a submission is judged on the same examples
+# every time; a developer's run (no HYPOTHESIS_PROFILE) explores new ones on each run.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 def pytest_configure(config: pytest.Config) -> None:
