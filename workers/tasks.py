@@ -32,21 +32,20 @@ RETRY_BACKOFF_FACTOR = 1
 RETRY_BACKOFF_MAX = 60
 
 
-def retry_countdown(retries: int) -> float:
+def backoff_countdown(retries: int, base: float) -> float:
     """Exponential backoff with "equal" jitter: between half the ceiling and the ceiling.
 
-    Half of each wait is fixed, so six retries always span at least about a minute (a short
-    database outage never dead-letters an event); the random half keeps many retried events
-    from stampeding back together.
+    Half of each wait is fixed, so six event retries always span at least about a minute (a
+    short database outage never dead-letters an event); the random half keeps many retried
+    tasks from stampeding back together. ``base`` may be a fraction of a second.
     """
-    ceiling = min(RETRY_BACKOFF_MAX, RETRY_BACKOFF_FACTOR * 2 ** (retries + 1))
-    return random.uniform(ceiling / 2, ceiling)
-
-
-def hook_retry_countdown(retries: int, base: float) -> float:
-    """Full-jitter exponential backoff for hooks; ``base`` may be a fraction of a second."""
     ceiling = min(RETRY_BACKOFF_MAX, base * 2 ** (retries + 1))
     return random.uniform(ceiling / 2, ceiling)
+
+
+def retry_countdown(retries: int) -> float:
+    """The wait before an event's next attempt after a transient failure."""
+    return backoff_countdown(retries, RETRY_BACKOFF_FACTOR)
 
 
 def describe(event_id: str, event_type: str | None, appointment_id: str | None) -> str:
@@ -184,7 +183,7 @@ def run_hook(self, run_id: int) -> str:
             runtime.store.finish_hook_run(run_id, state="dead_lettered", error=error)
             logger.warning("hook %s dead-lettered for event %s", run.hook_name, run.event_id)
             return "dead_lettered:hook"
-        countdown = hook_retry_countdown(self.request.retries, runtime.settings.hook_retry_backoff)
+        countdown = backoff_countdown(self.request.retries, runtime.settings.hook_retry_backoff)
         raise self.retry(countdown=countdown, max_retries=max_retries,
                          argsrepr=_argsrepr(self)) from None
     runtime.store.finish_hook_run(run_id, state="done")
