@@ -577,17 +577,16 @@ def _write_effect(conn: Connection, event: AppointmentEvent, tx: AppointmentTran
         "changes": _jsonable(tx.changes),
         "applied_at": now,
     })
-    if not hook_names:
-        return ()
-    rows = [
-        {"event_id": event.id, "event_type": event.event_type,
-         "appointment_id": event.appointment_id, "hook_name": name, "state": "pending",
-         "attempts": 0, "created_at": now}
+    # One INSERT per hook (there are few): inserted_primary_key works on every backend,
+    # where a multi-row RETURNING needs SQLite 3.35 or newer.
+    return tuple(
+        conn.execute(insert(_HOOK_RUNS), {
+            "event_id": event.id, "event_type": event.event_type,
+            "appointment_id": event.appointment_id, "hook_name": name, "state": "pending",
+            "attempts": 0, "created_at": now,
+        }).inserted_primary_key[0]
         for name in hook_names
-    ]
-    return tuple(conn.execute(
-        insert(_HOOK_RUNS).returning(_HOOK_RUNS.c.id, sort_by_parameter_order=True), rows,
-    ).scalars())
+    )
 
 
 _ANOTHER_ATTEMPT = (
