@@ -203,7 +203,9 @@ class Store:
             if self.dialect == "postgresql":
                 # Always event first, then appointment: one order everywhere, so no deadlock.
                 # A statement of its own: the reads below must see what the lock waited for.
-                conn.execute(_LOCK_EVENT_THEN_APPOINTMENT, ids)
+                conn.execute(_LOCK_EVENT_THEN_APPOINTMENT, {
+                    "event_key": event_lock_key(event.id),
+                    "appointment_key": appointment_lock_key(event.appointment_id)})
             known = conn.execute(_READ_BEFORE_APPLY, ids).one()
             if known.state in TAKEN_STATES:
                 conn.execute(_COUNT_DUPLICATE, ids)
@@ -222,7 +224,7 @@ class Store:
                 "processed_at": now,
             }
             stored = known.updated_at is not None
-            if stored and (event.updated_at, event.id) < (known.updated_at, known.last_event_id):
+            if stored and _is_older(event, known.updated_at, known.last_event_id):
                 _write_record(conn, event.id, known.state, {**record, "state": "stale"}, now)
                 return ApplyResult("stale")
             tx = AppointmentTransaction(event, known.snapshot if stored else None)
@@ -259,7 +261,7 @@ class Store:
     ) -> str:
         """Keep a payload that cannot be applied, with why; 'duplicate' if the id is taken."""
         with self.transaction() as session:
-            self._lock(session, f"event:{event_id}")
+            self._lock(session, event_lock_key(event_id))
             record = session.get(EventRecord, event_id)
             if record is not None and record.state in TAKEN_STATES:
                 record.duplicates += 1
@@ -289,7 +291,7 @@ class Store:
     ) -> None:
         """Note that a delivery failed transiently and will be retried."""
         with self.transaction() as session:
-            self._lock(session, f"event:{event_id}")
+            self._lock(session, event_lock_key(event_id))
             record = session.get(EventRecord, event_id)
             if record is not None and record.state in TAKEN_STATES:
                 return
@@ -308,7 +310,7 @@ class Store:
     def requeue(self, event_id: str) -> str | None:
         """Mark a dead-lettered event queued again and return its raw body for replay."""
         with self.transaction() as session:
-            self._lock(session, f"event:{event_id}")
+            self._lock(session, event_lock_key(event_id))
             record = session.get(EventRecord, event_id)
             if record is None or record.state != "dead_lettered":
                 return None
@@ -532,9 +534,28 @@ _HOOK_RUNS = HookRun.__table__
 
 _LOCK_EVENT_THEN_APPOINTMENT = text(
     # A 64-bit hash of each key: a collision only serialises two unrelated writers.
-    "SELECT pg_advisory_xact_lock(hashtextextended('event:' || :event_id, 0)),"
-    " pg_advisory_xact_lock(hashtextextended('appointment:' || :appointment_id, 0))"
+    "SELECT pg_advisory_xact_lock(hashtextextended(:event_key, 0)),"
+    " pg_advisory_xact_lock(hashtextextended(:appointment_key, 0))"
 )
+
+
+def event_lock_key(event_id: str) -> str:
+    """The advisory-lock key every writer of this event id takes (see ``Store._lock``)."""
+    return f"event:{event_id}"
+
+
+def appointment_lock_key(appointment_id: str) -> str:
+    """The advisory-lock key every writer of this appointment takes."""
+    return f"appointment:{appointment_id}"
+
+
+def _is_older(event: AppointmentEvent, stored_updated_at: datetime, stored_event_id: str) -> bool:
+    """True when the stored state is newer; equal instants break ties on the event id.
+
+    The tie-break makes two events with the same ``updatedAt`` converge to the same winner
+    whatever their delivery order (the larger id), instead of to whichever came last.
+    """
+    return (event.updated_at, event.id) < (stored_updated_at, stored_event_id)
 
 
 def _by_appointment(column: Any) -> Any:
