@@ -76,9 +76,12 @@ class Sender:
         started = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=SENDER_TIMEOUT_SECONDS)
         try:
-            conn.request("POST", "/webhooks", body=body.encode(),
-                         headers={"Content-Type": "application/json",
-                                  "Authorization": f"Bearer {TOKEN}"})
+            conn.request(
+                "POST",
+                "/webhooks",
+                body=body.encode(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+            )
             response = conn.getresponse()
             answer = response.read()
         except OSError as exc:
@@ -97,10 +100,13 @@ class Sender:
 def _outcomes(engine) -> tuple[int, int, int]:
     """(events with a final outcome, duplicate deliveries seen, dead letters) in the store."""
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(*) FILTER (WHERE state IN ('processed', 'stale')), "
-            "coalesce(sum(duplicates), 0), count(*) FILTER (WHERE state = 'dead_lettered') "
-            "FROM events")).one()
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE state IN ('processed', 'stale')), "
+                "coalesce(sum(duplicates), 0), count(*) FILTER (WHERE state = 'dead_lettered') "
+                "FROM events"
+            )
+        ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
@@ -108,8 +114,10 @@ def _broker_empty(client: redis.Redis) -> bool:
     return client.llen(EVENTS_QUEUE) == 0 and client.hlen("unacked") == 0
 
 
-ROLE_NAMES = {"web": ("gunicorn master", "gunicorn worker"),
-              "worker": ("celery main process", "celery pool child")}
+ROLE_NAMES = {
+    "web": ("gunicorn master", "gunicorn worker"),
+    "worker": ("celery main process", "celery pool child"),
+}
 
 
 def _memory(processes: dict[str, int]) -> list[dict[str, object]]:
@@ -118,8 +126,15 @@ def _memory(processes: dict[str, int]) -> list[dict[str, object]]:
     for role, root in processes.items():
         for pid in process_tree(root):
             name = ROLE_NAMES[role][0 if pid == root else 1]
-            out.append({"role": role, "process": name, "command": command_line(pid), "pid": pid,
-                        "peak_rss_mib": round(peak_rss_mib(pid) or 0, 1)})
+            out.append(
+                {
+                    "role": role,
+                    "process": name,
+                    "command": command_line(pid),
+                    "pid": pid,
+                    "peak_rss_mib": round(peak_rss_mib(pid) or 0, 1),
+                }
+            )
     return out
 
 
@@ -128,24 +143,37 @@ def _percentile(values: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2) if ordered else 0.0
 
 
-def run(redis_url: str, store_url: str, *, events: int = EVENTS,
-        appointments: int = APPOINTMENTS) -> dict[str, object]:
+def run(
+    redis_url: str, store_url: str, *, events: int = EVENTS, appointments: int = APPOINTMENTS
+) -> dict[str, object]:
     """Send the workload through web and workers; return timings, memory and the checks."""
     from handlers.store import Store
 
-    workload = generate(events=events, appointments=appointments,
-                        duplicate_share=DUPLICATE_SHARE, tag="e2e")
+    workload = generate(
+        events=events, appointments=appointments, duplicate_share=DUPLICATE_SHARE, tag="e2e"
+    )
     store = Store(store_url)
     client = redis.Redis.from_url(redis_url)
     port = free_port()
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": store_url, "WEBHOOK_TOKEN": TOKEN,
-           "ENGAGEHOOK_SKIP_MIGRATE": "1"}
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": store_url,
+        "WEBHOOK_TOKEN": TOKEN,
+        "ENGAGEHOOK_SKIP_MIGRATE": "1",
+    }
     with tempfile.TemporaryDirectory(prefix="engagehook-bench-e2e-") as tmp:
         env["ENGAGEHOOK_DATA_DIR"] = str(Path(tmp, "var"))
-        web = start(ENGAGEHOOK + ["web", "--host", "127.0.0.1", "--port", str(port),
-                                  "--workers", str(WEB_WORKERS)], env, Path(tmp, "web.log"))
-        worker = start(ENGAGEHOOK + ["worker", "--concurrency", str(WORKER_CONCURRENCY)],
-                       env, Path(tmp, "worker.log"))
+        web = start(
+            ENGAGEHOOK
+            + ["web", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WEB_WORKERS)],
+            env,
+            Path(tmp, "web.log"),
+        )
+        worker = start(
+            ENGAGEHOOK + ["worker", "--concurrency", str(WORKER_CONCURRENCY)],
+            env,
+            Path(tmp, "worker.log"),
+        )
         try:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz")
             timings, sender = _send_and_drain(workload, port, store, client)
@@ -157,10 +185,15 @@ def run(redis_url: str, store_url: str, *, events: int = EVENTS,
     store.engine.dispose()
     client.close()
     return {
-        "settings": {"events": len(workload.deliveries), "unique_events": workload.unique_events,
-                     "duplicates": workload.duplicates, "appointments": workload.appointments,
-                     "senders": SENDERS, "web_workers": WEB_WORKERS,
-                     "worker_concurrency": WORKER_CONCURRENCY},
+        "settings": {
+            "events": len(workload.deliveries),
+            "unique_events": workload.unique_events,
+            "duplicates": workload.duplicates,
+            "appointments": workload.appointments,
+            "senders": SENDERS,
+            "web_workers": WEB_WORKERS,
+            "worker_concurrency": WORKER_CONCURRENCY,
+        },
         **timings,
         "ack_p50_ms": _percentile(sender.latencies_ms, 0.50),
         "ack_p99_ms": _percentile(sender.latencies_ms, 0.99),
@@ -198,8 +231,11 @@ def _send_and_drain(workload: Workload, port: int, store, client) -> tuple[dict,
 def _check(workload: Workload, store, sender: Sender) -> dict[str, object]:
     """The store against the workload: one outcome each, newest snapshot, nothing lost."""
     final, duplicates, dead = _outcomes(store.engine)
-    mismatched = [appointment_id for appointment_id, snapshot in workload.newest.items()
-                  if store.snapshot(appointment_id) != snapshot]
+    mismatched = [
+        appointment_id
+        for appointment_id, snapshot in workload.newest.items()
+        if store.snapshot(appointment_id) != snapshot
+    ]
     expected_ids = {d.event_id for d in workload.deliveries}
     with store.engine.connect() as conn:
         stored_ids = set(conn.execute(text("SELECT id FROM events")).scalars())
@@ -215,7 +251,12 @@ def _check(workload: Workload, store, sender: Sender) -> dict[str, object]:
         "appointments": len(workload.newest),
         "deliveries_given_up_by_sender": len(sender.given_up),
     }
-    checks["ok"] = (final == workload.unique_events and duplicates == workload.duplicates
-                    and dead == 0 and not mismatched and not sender.given_up
-                    and stored_ids == expected_ids)
+    checks["ok"] = (
+        final == workload.unique_events
+        and duplicates == workload.duplicates
+        and dead == 0
+        and not mismatched
+        and not sender.given_up
+        and stored_ids == expected_ids
+    )
     return checks

@@ -89,8 +89,10 @@ def require_wrk() -> str:
     """The wrk binary, or BenchError saying how to install it."""
     path = shutil.which("wrk")
     if path is None:
-        raise BenchError("wrk is not installed: run `apt-get install wrk` (Debian/Ubuntu) "
-                         "or `brew install wrk`, then run the benchmark again")
+        raise BenchError(
+            "wrk is not installed: run `apt-get install wrk` (Debian/Ubuntu) "
+            "or `brew install wrk`, then run the benchmark again"
+        )
     return path
 
 
@@ -98,7 +100,7 @@ def parse(output: str, target_rps: float | None = None) -> LoadResult:
     """Read the summary line our wrk script prints."""
     for line in output.splitlines():
         if line.startswith(MARKER):
-            raw = json.loads(line[len(MARKER):])
+            raw = json.loads(line[len(MARKER) :])
             break
     else:
         raise BenchError(f"wrk printed no summary; its output was:\n{output[-2000:]}")
@@ -120,8 +122,16 @@ def parse(output: str, target_rps: float | None = None) -> LoadResult:
     )
 
 
-def post(url: str, body: str, *, seconds: float, connections: int, threads: int = 1,
-         rate: float | None = None, token: str | None = None) -> LoadResult:
+def post(
+    url: str,
+    body: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 1,
+    rate: float | None = None,
+    token: str | None = None,
+) -> LoadResult:
     """POST ``body`` to ``url`` for ``seconds`` over ``connections``, at most ``rate`` per s."""
     wrk = require_wrk()
     with tempfile.TemporaryDirectory(prefix="engagehook-wrk-") as tmp:
@@ -129,12 +139,28 @@ def post(url: str, body: str, *, seconds: float, connections: int, threads: int 
         script.write_text(SCRIPT)
         body_file = Path(tmp, "body.json")
         body_file.write_text(body)
-        env = {**os.environ, "BENCH_BODY_FILE": str(body_file), "BENCH_THREADS": str(threads),
-               "BENCH_RATE": str(rate or 0), "BENCH_TOKEN": token or ""}
-        argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s",
-                "--timeout", "5s", "-s", str(script), url]
-        result = subprocess.run(argv, env=env, capture_output=True, text=True,
-                                timeout=seconds + 30)
+        env = {
+            **os.environ,
+            "BENCH_BODY_FILE": str(body_file),
+            "BENCH_THREADS": str(threads),
+            "BENCH_RATE": str(rate or 0),
+            "BENCH_TOKEN": token or "",
+        }
+        argv = [
+            wrk,
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            url,
+        ]
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 30)
     if result.returncode != 0:
         raise BenchError(f"wrk failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     return parse(result.stdout, target_rps=rate)

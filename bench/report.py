@@ -36,41 +36,60 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     ours = _row(endpoint, "engagehook")
     if ours:
         unstored = ours["answered_but_not_stored"]
-        out.append((f"POST /webhooks ≥ {ENDPOINT_RATIO_TARGET} × bare endpoint, every 202 stored",
-                    f"{ours['ratio_to_bare']:.2f} × bare; {unstored} answered but not stored",
-                    ours["ratio_to_bare"] >= ENDPOINT_RATIO_TARGET and unstored == 0))
+        out.append(
+            (
+                f"POST /webhooks ≥ {ENDPOINT_RATIO_TARGET} × bare endpoint, every 202 stored",
+                f"{ours['ratio_to_bare']:.2f} × bare; {unstored} answered but not stored",
+                ours["ratio_to_bare"] >= ENDPOINT_RATIO_TARGET and unstored == 0,
+            )
+        )
         half = ours["half_rate"]
-        out.append((f"POST /webhooks p99 < {HALF_RATE_P99_TARGET_MS:.0f} ms at half its maximum "
-                    "rate",
-                    f"p99 {half['p99_ms']:.1f} ms at {half['rps']:,.0f} req/s",
-                    half["p99_ms"] < HALF_RATE_P99_TARGET_MS and half["errors"] == 0))
+        out.append(
+            (
+                f"POST /webhooks p99 < {HALF_RATE_P99_TARGET_MS:.0f} ms at half its maximum rate",
+                f"p99 {half['p99_ms']:.1f} ms at {half['rps']:,.0f} req/s",
+                half["p99_ms"] < HALF_RATE_P99_TARGET_MS and half["errors"] == 0,
+            )
+        )
     workers = results.get("workers") or {}
     if "ratio" in workers:
-        out.append((f"worker events/s ≥ {WORKER_RATIO_TARGET} × no-op task (PostgreSQL)",
-                    f"{workers['ratio']:.2f} × no-op "
-                    f"({workers['engagehook']['events_per_second']:,.0f} vs "
-                    f"{workers['noop']['events_per_second']:,.0f} per s); by CPU per event "
-                    f"{workers['cpu_ratio']:.2f}",
-                    workers["ratio"] >= WORKER_RATIO_TARGET))
+        out.append(
+            (
+                f"worker events/s ≥ {WORKER_RATIO_TARGET} × no-op task (PostgreSQL)",
+                f"{workers['ratio']:.2f} × no-op "
+                f"({workers['engagehook']['events_per_second']:,.0f} vs "
+                f"{workers['noop']['events_per_second']:,.0f} per s); by CPU per event "
+                f"{workers['cpu_ratio']:.2f}",
+                workers["ratio"] >= WORKER_RATIO_TARGET,
+            )
+        )
     whole = workers.get("whole_worker") or {}
     if whole.get("ratio") is not None:
-        out.append((f"the same, one whole worker at its default concurrency "
-                    f"({whole['concurrency']} pool processes, one per core), both tasks",
-                    f"{whole['ratio']:.2f} × no-op "
-                    f"({whole['engagehook']['events_per_second']:,.0f} vs "
-                    f"{whole['noop']['events_per_second']:,.0f} per s)",
-                    whole["ratio"] >= WORKER_RATIO_TARGET))
+        out.append(
+            (
+                f"the same, one whole worker at its default concurrency "
+                f"({whole['concurrency']} pool processes, one per core), both tasks",
+                f"{whole['ratio']:.2f} × no-op "
+                f"({whole['engagehook']['events_per_second']:,.0f} vs "
+                f"{whole['noop']['events_per_second']:,.0f} per s)",
+                whole["ratio"] >= WORKER_RATIO_TARGET,
+            )
+        )
     e2e = results.get("e2e") or {}
     if "checks" in e2e:
         checks = e2e["checks"]
-        out.append(("end to end: store equals the newest snapshot of every appointment, "
-                    "one outcome per event, every duplicate seen, nothing lost",
-                    f"{checks['appointments_matching_newest_snapshot']:,}/"
-                    f"{checks['appointments']:,} appointments, "
-                    f"{checks['events_with_one_outcome']:,}/{checks['expected_events']:,} events, "
-                    f"{checks['duplicates_seen']:,}/{checks['expected_duplicates']:,} duplicates, "
-                    f"{checks['deliveries_given_up_by_sender']} given up",
-                    checks["ok"]))
+        out.append(
+            (
+                "end to end: store equals the newest snapshot of every appointment, "
+                "one outcome per event, every duplicate seen, nothing lost",
+                f"{checks['appointments_matching_newest_snapshot']:,}/"
+                f"{checks['appointments']:,} appointments, "
+                f"{checks['events_with_one_outcome']:,}/{checks['expected_events']:,} events, "
+                f"{checks['duplicates_seen']:,}/{checks['expected_duplicates']:,} duplicates, "
+                f"{checks['deliveries_given_up_by_sender']} given up",
+                checks["ok"],
+            )
+        )
     return out
 
 
@@ -124,10 +143,16 @@ def summary(results: dict[str, Any]) -> str:
 
 def render(results: dict[str, Any]) -> str:
     """The whole results.md."""
-    parts = [_header(results.get("environment") or {}, results.get("quick", False)),
-             _targets(results), _obstacles(results), _endpoint(results.get("endpoint")),
-             _workers(results.get("workers")), _validation(results.get("validation")),
-             _e2e(results.get("e2e")), _sizing(results)]
+    parts = [
+        _header(results.get("environment") or {}, results.get("quick", False)),
+        _targets(results),
+        _obstacles(results),
+        _endpoint(results.get("endpoint")),
+        _workers(results.get("workers")),
+        _validation(results.get("validation")),
+        _e2e(results.get("e2e")),
+        _sizing(results),
+    ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
@@ -176,7 +201,8 @@ def _endpoint(section: dict[str, Any] | None) -> str:
         return failed or ""
     settings = section["settings"]
     lines = [
-        title, "",
+        title,
+        "",
         f"gunicorn with {settings['gunicorn']}; load from {settings['load']}; body "
         f"{settings['body_bytes']:,} bytes (the sender's CREATE example). Maximum rate: median of "
         f"{settings['rounds']} rounds of {settings['round_seconds']} s, the four servers visited "
@@ -194,9 +220,15 @@ def _endpoint(section: dict[str, Any] | None) -> str:
             f"| {row['label']} | {_fmt(row['rps'])} | {_fmt(row['p50_ms'], 2)} "
             f"| {_fmt(row['p99_ms'], 2)} | {_fmt(row['ratio_to_bare'], 2)} "
             f"| {_fmt(half['rps'])} | {_fmt(half['p50_ms'], 2)} | {_fmt(half['p99_ms'], 2)} "
-            f"| {_fmt(row['answered_but_not_stored'])} |")
-    lines += ["", "Throughput of every round (req/s): " + "; ".join(
-        f"{r['name']} {', '.join(_fmt(x) for x in r['rps_runs'])}" for r in section["rows"])]
+            f"| {_fmt(row['answered_but_not_stored'])} |"
+        )
+    lines += [
+        "",
+        "Throughput of every round (req/s): "
+        + "; ".join(
+            f"{r['name']} {', '.join(_fmt(x) for x in r['rps_runs'])}" for r in section["rows"]
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -214,7 +246,8 @@ def _workers(section: dict[str, Any] | None) -> str:
         return " / ".join(_fmt(p["peak_rss_mib"], 0) for p in run["peak_rss_mib"])
 
     lines = [
-        title, "",
+        title,
+        "",
         f"`celery worker`, {settings['pool']}, engagehook's Celery settings (late acks, prefetch "
         f"1, task events) for both; broker {settings['broker']}, store {settings['store']}. "
         f"Median of {settings['rounds']} alternating drains of {settings['noop_events']:,} "
@@ -226,34 +259,48 @@ def _workers(section: dict[str, Any] | None) -> str:
         "| PostgreSQL CPU µs/event | peak RSS MiB (main / child) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+
     def row(label: str, data: dict[str, Any], ratio: float) -> str:
         best = min(data["runs"], key=lambda r: r["worker_cpu_us_per_event"])
-        return (f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
-                f"| {_fmt(best['worker_cpu_us_per_event'])} "
-                f"({_fmt(best.get('main_cpu_us_per_event'))} + "
-                f"{_fmt(best.get('child_cpu_us_per_event'))}) "
-                f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |")
+        return (
+            f"| {label} | {_fmt(data['events_per_second'])} | {_fmt(ratio, 2)} "
+            f"| {_fmt(best['worker_cpu_us_per_event'])} "
+            f"({_fmt(best.get('main_cpu_us_per_event'))} + "
+            f"{_fmt(best.get('child_cpu_us_per_event'))}) "
+            f"| {_fmt(best['postgres_cpu_us_per_event'])} | {memory(best)} |"
+        )
 
     lines.append(row("no-op task (same body, same settings)", noop, 1.0))
-    lines.append(row("`workers.process_webhook`: parse, validate, store, dispatch", ours,
-                     section["ratio"]))
+    lines.append(
+        row("`workers.process_webhook`: parse, validate, store, dispatch", ours, section["ratio"])
+    )
     whole = section.get("whole_worker") or {}
     if whole.get("ratio") is not None:
         concurrency = whole["concurrency"]
         lines.append(row(f"no-op task, `--concurrency {concurrency}`", whole["noop"], 1.0))
-        lines.append(row(f"`workers.process_webhook`, `--concurrency {concurrency}`",
-                         whole["engagehook"], whole["ratio"]))
-        lines += ["", f"The last two rows: one worker with {whole['concurrency']} pool processes "
-                  "(Celery's default here, one per core), one drain each of "
-                  f"{whole['engagehook_events']:,} webhook messages; prefetch stays 1 per "
-                  "process, so the main process fetches for one child while the other works."]
+        lines.append(
+            row(
+                f"`workers.process_webhook`, `--concurrency {concurrency}`",
+                whole["engagehook"],
+                whole["ratio"],
+            )
+        )
+        lines += [
+            "",
+            f"The last two rows: one worker with {whole['concurrency']} pool processes "
+            "(Celery's default here, one per core), one drain each of "
+            f"{whole['engagehook_events']:,} webhook messages; prefetch stays 1 per "
+            "process, so the main process fetches for one child while the other works.",
+        ]
     lines += [
         "",
         f"By worker CPU per event (less sensitive to other load on the machine) the ratio is "
         f"{_fmt(section['cpu_ratio'], 2)}.",
         "",
-        "Runs (events/s): no-op " + ", ".join(_fmt(r["events_per_second"]) for r in noop["runs"])
-        + "; process_webhook " + ", ".join(_fmt(r["events_per_second"]) for r in ours["runs"]),
+        "Runs (events/s): no-op "
+        + ", ".join(_fmt(r["events_per_second"]) for r in noop["runs"])
+        + "; process_webhook "
+        + ", ".join(_fmt(r["events_per_second"]) for r in ours["runs"]),
         "",
         "### Where the time of one event goes",
         "",
@@ -290,11 +337,20 @@ def _validation(section: dict[str, Any] | None) -> str:
         table = markdown(rows)
     except Exception:  # noqa: BLE001 - its own renderer is optional; fall back to a plain table
         keys = list(rows[0]) if rows else []
-        table = "\n".join(["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
-                          + ["| " + " | ".join(_fmt(r[k], 1) for k in keys) + " |" for r in rows])
-    return "\n".join([title, "", "From `bench/bench_validation.py`, same run: marshmallow (what "
-                      "the workers run) beside fastjsonschema on the same contract and bytes.",
-                      "", table])
+        table = "\n".join(
+            ["| " + " | ".join(keys) + " |", "|" + " --- |" * len(keys)]
+            + ["| " + " | ".join(_fmt(r[k], 1) for k in keys) + " |" for r in rows]
+        )
+    return "\n".join(
+        [
+            title,
+            "",
+            "From `bench/bench_validation.py`, same run: marshmallow (what "
+            "the workers run) beside fastjsonschema on the same contract and bytes.",
+            "",
+            table,
+        ]
+    )
 
 
 def _e2e(section: dict[str, Any] | None) -> str:
@@ -305,7 +361,8 @@ def _e2e(section: dict[str, Any] | None) -> str:
     s = section["settings"]
     checks = section["checks"]
     lines = [
-        title, "",
+        title,
+        "",
         f"{s['events']:,} deliveries ({s['unique_events']:,} events + {s['duplicates']:,} "
         f"duplicates, shuffled) for {s['appointments']:,} appointments, posted by {s['senders']} "
         "concurrent senders with the sender's timeout and retries to `engagehook web` "
@@ -331,8 +388,10 @@ def _e2e(section: dict[str, Any] | None) -> str:
         "| role | process | peak RSS MiB |",
         "| --- | --- | ---: |",
     ]
-    lines += [f"| {m['role']} | `{m['process']}` | {_fmt(m['peak_rss_mib'], 1)} |"
-              for m in section["memory"]]
+    lines += [
+        f"| {m['role']} | `{m['process']}` | {_fmt(m['peak_rss_mib'], 1)} |"
+        for m in section["memory"]
+    ]
     lines += [
         "",
         "| check | result |",
@@ -354,19 +413,22 @@ def _sizing(results: dict[str, Any]) -> str:
     size = sizing(results)
     if size is None:
         return ""
-    return "\n".join([
-        "## Sizing, from the worker numbers above",
-        "",
-        f"- One worker core clears about **{_fmt(size['events_per_worker_core'])} events/s** "
-        f"({_fmt(size['worker_cpu_us_per_event'])} µs of worker CPU per event, Celery's main "
-        "process and the pool child together); PostgreSQL spends another "
-        f"{_fmt(size['postgres_cpu_us_per_event'])} µs of its own CPU per event.",
-        f"- One worker process (concurrency 1) clears {_fmt(size['events_per_worker_process'])} "
-        "events/s: it also waits for each commit, so run more pool processes than cores.",
-        f"- For {size['rate']:,} events/s: about {size['worker_cores_for_rate']} worker cores and "
-        f"{size['postgres_cores_for_rate']} PostgreSQL cores (25 % headroom), spread over at "
-        f"least {_fmt(size['worker_processes_for_rate'])} pool processes.",
-    ])
+    return "\n".join(
+        [
+            "## Sizing, from the worker numbers above",
+            "",
+            f"- One worker core clears about **{_fmt(size['events_per_worker_core'])} events/s** "
+            f"({_fmt(size['worker_cpu_us_per_event'])} µs of worker CPU per event, Celery's main "
+            "process and the pool child together); PostgreSQL spends another "
+            f"{_fmt(size['postgres_cpu_us_per_event'])} µs of its own CPU per event.",
+            "- One worker process (concurrency 1) clears "
+            f"{_fmt(size['events_per_worker_process'])} events/s: it also waits for each "
+            "commit, so run more pool processes than cores.",
+            f"- For {size['rate']:,} events/s: about {size['worker_cores_for_rate']} worker "
+            f"cores and {size['postgres_cores_for_rate']} PostgreSQL cores (25 % headroom), "
+            f"spread over at least {_fmt(size['worker_processes_for_rate'])} pool processes.",
+        ]
+    )
 
 
 def _obstacles(results: dict[str, Any]) -> str:
@@ -379,10 +441,13 @@ def _obstacles(results: dict[str, Any]) -> str:
     ours, bare = _row(endpoint, "engagehook"), _row(endpoint, "bare")
     lpush, without = _row(endpoint, "lpush"), _row(endpoint, "no-inflight")
     if ours and lpush and any(t.startswith("POST /webhooks ≥") for t in missed):
-        registry = (f" Without the in-flight copy of each body (written in the same MULTI so a "
-                    f"worker killed between kombu's BRPOP and its unacked bookkeeping loses "
-                    f"nothing) it reached {without['ratio_to_bare']:.2f}."
-                    if without else "")
+        registry = (
+            f" Without the in-flight copy of each body (written in the same MULTI so a "
+            f"worker killed between kombu's BRPOP and its unacked bookkeeping loses "
+            f"nothing) it reached {without['ratio_to_bare']:.2f}."
+            if without
+            else ""
+        )
         lines.append(
             f"- **Endpoint throughput.** A raw LPUSH of the body reached "
             f"{lpush['ratio_to_bare']:.2f} × bare and we {ours['ratio_to_bare']:.2f} ×."
@@ -392,7 +457,8 @@ def _obstacles(results: dict[str, Any]) -> str:
             "message format requires), the one JSON log line per webhook about 13 %, and the "
             "rest Flask's own request context, routing and response. The enqueue itself is "
             "one write and one read on a long-lived connection, well under the CPU of "
-            "Celery's send_task (the naive row).")
+            "Celery's send_task (the naive row)."
+        )
     if ours and bare and any(t.startswith("POST /webhooks p99") for t in missed):
         lpush = lpush or bare
         lines.append(
@@ -401,7 +467,8 @@ def _obstacles(results: dict[str, Any]) -> str:
             f"and the raw LPUSH reference {lpush['half_rate']['p99_ms']:.1f} ms, against our "
             f"{ours['half_rate']['p99_ms']:.1f} ms. Above a few milliseconds the tail comes "
             "from the other processes sharing two cores (wrk, Redis, the second gunicorn "
-            "worker, and whatever else runs on the machine); judge this target on a quiet one.")
+            "worker, and whatever else runs on the machine); judge this target on a quiet one."
+        )
     workers = results.get("workers") or {}
     if "stages" in workers and any(t.startswith("worker events/s") for t in missed):
         noop = min(workers["noop"]["runs"], key=lambda r: r["worker_cpu_us_per_event"])
@@ -442,5 +509,6 @@ def _obstacles(results: dict[str, Any]) -> str:
                 f"and the ratio is {whole['ratio']:.2f} "
                 f"({_fmt(whole['engagehook']['events_per_second'])} vs "
                 f"{_fmt(whole['noop']['events_per_second'])} events/s): the no-op stays bound "
-                "by the main process, ours by the pool.")
+                "by the main process, ours by the pool."
+            )
     return "\n".join(lines)

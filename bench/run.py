@@ -33,8 +33,17 @@ SECTIONS = ("endpoint", "workers", "validation", "e2e")
 VALIDATION_SCRIPT = ROOT / "bench" / "bench_validation.py"
 # Other work on the machine skews every number; wait this long at most for it to calm down.
 SETTLE_SECONDS = 30
-PACKAGES = ("celery", "kombu", "redis", "flask", "gunicorn", "marshmallow", "sqlalchemy",
-            "psycopg", "orjson")
+PACKAGES = (
+    "celery",
+    "kombu",
+    "redis",
+    "flask",
+    "gunicorn",
+    "marshmallow",
+    "sqlalchemy",
+    "psycopg",
+    "orjson",
+)
 
 
 def preflight(sections: list[str]) -> None:
@@ -99,11 +108,18 @@ def run_validation() -> dict[str, object]:
         return {"available": False, "reason": "bench/bench_validation.py is not in this checkout"}
     with tempfile.TemporaryDirectory(prefix="engagehook-bench-validation-") as tmp:
         out = Path(tmp, "validation.json")
-        result = subprocess.run([sys.executable, str(VALIDATION_SCRIPT), "--out", str(out)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, str(VALIDATION_SCRIPT), "--out", str(out)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if result.returncode != 0 or not out.exists():
-            return {"available": False,
-                    "reason": f"bench_validation.py failed: {result.stderr.strip()[-500:]}"}
+            return {
+                "available": False,
+                "reason": f"bench_validation.py failed: {result.stderr.strip()[-500:]}",
+            }
         return {"available": True, **json.loads(out.read_text())}
 
 
@@ -129,8 +145,7 @@ def run_sections(sections: list[str], quick: bool) -> dict[str, object]:
                     results[section] = run_validation()
                 else:
                     with fresh_postgres_schema() as store_url:
-                        results[section] = _run_store_section(section, redis_url, store_url,
-                                                               quick)
+                        results[section] = _run_store_section(section, redis_url, store_url, quick)
             except BenchError as exc:
                 results[section] = {"error": str(exc)}
             except Exception as exc:  # noqa: BLE001 - report it and go on with the others
@@ -143,8 +158,9 @@ def run_sections(sections: list[str], quick: bool) -> dict[str, object]:
     return results
 
 
-def _run_store_section(section: str, redis_url: str, store_url: str,
-                       quick: bool) -> dict[str, object]:
+def _run_store_section(
+    section: str, redis_url: str, store_url: str, quick: bool
+) -> dict[str, object]:
     from handlers.store import Store
 
     store = Store(store_url)
@@ -157,8 +173,9 @@ def _run_store_section(section: str, redis_url: str, store_url: str,
     if section == "workers":
         from bench import workers
 
-        return workers.run(redis_url, store_url, rounds=1 if quick else workers.ROUNDS,
-                           scale=0.2 if quick else 1.0)
+        return workers.run(
+            redis_url, store_url, rounds=1 if quick else workers.ROUNDS, scale=0.2 if quick else 1.0
+        )
     from bench import e2e
 
     if quick:
@@ -168,14 +185,23 @@ def _run_store_section(section: str, redis_url: str, store_url: str,
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks named on the command line (all by default) and write the results."""
-    parser = argparse.ArgumentParser(prog="python -m bench.run",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="run only this benchmark (repeatable)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller runs to check the harness (numbers not comparable)")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "bench",
-                        help="where results.md and results.json go (default: bench/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--only", action="append", choices=SECTIONS, help="run only this benchmark (repeatable)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller runs to check the harness (numbers not comparable)",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=ROOT / "bench",
+        help="where results.md and results.json go (default: bench/)",
+    )
     args = parser.parse_args(argv)
     sections = args.only or list(SECTIONS)
     try:

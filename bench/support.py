@@ -24,7 +24,9 @@ PAYLOADS = REPO / "tests" / "payloads"
 # the benchmark starts its own redis-server when there is one (nobody else's tests can
 # then flush its queue or eat its messages), else it uses a free DB of this one.
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")
-DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+DATABASE_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 ENGAGEHOOK = [sys.executable, "-m", "engagehook.cli"]
 
 
@@ -44,8 +46,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.05) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; BenchError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -80,8 +83,10 @@ def check_redis() -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        raise BenchError(f"Redis does not answer at {REDIS_URL} ({exc.__class__.__name__}): "
-                         "start redis-server or set BENCH_REDIS_URL") from None
+        raise BenchError(
+            f"Redis does not answer at {REDIS_URL} ({exc.__class__.__name__}): "
+            "start redis-server or set BENCH_REDIS_URL"
+        ) from None
 
 
 def check_postgres() -> None:
@@ -95,7 +100,8 @@ def check_postgres() -> None:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise BenchError(
             f"PostgreSQL does not answer at {_masked(DATABASE_URL)} "
-            f"({exc.__class__.__name__}): start it or set BENCH_DATABASE_URL") from None
+            f"({exc.__class__.__name__}): start it or set BENCH_DATABASE_URL"
+        ) from None
     finally:
         engine.dispose()
 
@@ -118,9 +124,27 @@ def bench_redis() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="engagehook-bench-redis-") as tmp:
         port = free_port()
         # Production durability for the broker: append-only file, fsync every second.
-        process = start([server, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
-                         "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                         "--maxmemory-policy", "noeviction"], {}, Path(tmp, "redis.log"))
+        process = start(
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                tmp,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            {},
+            Path(tmp, "redis.log"),
+        )
         url = f"redis://127.0.0.1:{port}/0"
         try:
             import redis
@@ -155,8 +179,9 @@ def private_redis_db() -> Iterator[str]:
             break
         client.close()
     else:
-        raise BenchError(f"every Redis DB at {REDIS_URL} holds keys; the benchmark needs an "
-                         "empty one")
+        raise BenchError(
+            f"every Redis DB at {REDIS_URL} holds keys; the benchmark needs an empty one"
+        )
     try:
         yield f"{REDIS_URL}/{db}"
     finally:
@@ -188,8 +213,14 @@ def fresh_postgres_schema() -> Iterator[str]:
 def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """Run ``argv`` from the repository root in its own process group, output to ``log``."""
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(argv, cwd=REPO, env={**os.environ, **env}, stdout=handle,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen, timeout: float = 20) -> None:
@@ -248,9 +279,14 @@ def postgres_backends(application_name: str) -> list[int]:
     engine = sqlalchemy.create_engine(DATABASE_URL)
     try:
         with engine.connect() as conn:
-            return list(conn.execute(
-                sqlalchemy.text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
-                {"name": application_name}).scalars())
+            return list(
+                conn.execute(
+                    sqlalchemy.text(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
+                    ),
+                    {"name": application_name},
+                ).scalars()
+            )
     finally:
         engine.dispose()
 

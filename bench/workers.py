@@ -55,13 +55,26 @@ def _argv(kind: str, concurrency: int) -> list[str]:
     if kind == "engagehook":
         return ENGAGEHOOK + ["worker", "--concurrency", str(concurrency), "--loglevel", "INFO"]
     # The flags `engagehook worker` passes to celery, on the no-op app.
-    return [sys.executable, "-m", "celery", "-A", "bench.noop_worker", "worker",
-            "--queues", EVENTS_QUEUE, "--loglevel", "INFO", "--task-events",
-            "--concurrency", str(concurrency)]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.noop_worker",
+        "worker",
+        "--queues",
+        EVENTS_QUEUE,
+        "--loglevel",
+        "INFO",
+        "--task-events",
+        "--concurrency",
+        str(concurrency),
+    ]
 
 
-def _stage(client: redis.Redis, publisher: RedisPublisher, deliveries: list[Delivery],
-           *, in_flight: bool) -> None:
+def _stage(
+    client: redis.Redis, publisher: RedisPublisher, deliveries: list[Delivery], *, in_flight: bool
+) -> None:
     """Put the task messages in a side list the worker does not read.
 
     With ``in_flight`` each is also registered the way ingest registers what it publishes,
@@ -72,8 +85,10 @@ def _stage(client: redis.Redis, publisher: RedisPublisher, deliveries: list[Deli
     for index, delivery in enumerate(deliveries, 1):
         argsrepr = f"(event_id={delivery.event_id!r})"
         event_id = delivery.event_id if in_flight else None
-        pipe.lpush(STAGING_KEY, publisher.task_message(str(uuid.uuid4()), delivery.body,
-                                                       argsrepr, event_id=event_id))
+        pipe.lpush(
+            STAGING_KEY,
+            publisher.task_message(str(uuid.uuid4()), delivery.body, argsrepr, event_id=event_id),
+        )
         if in_flight:
             pipe.hset(INFLIGHT_BODIES, delivery.event_id, delivery.body)
             pipe.zadd(INFLIGHT_SINCE, {delivery.event_id: time.time()}, nx=True)
@@ -90,8 +105,14 @@ def _empty(client: redis.Redis) -> bool:
     return waiting == 0 and held == 0
 
 
-def _drain(kind: str, deliveries: list[Delivery], redis_url: str, env: dict[str, str],
-           log_dir: Path, concurrency: int = 1) -> dict[str, object]:
+def _drain(
+    kind: str,
+    deliveries: list[Delivery],
+    redis_url: str,
+    env: dict[str, str],
+    log_dir: Path,
+    concurrency: int = 1,
+) -> dict[str, object]:
     """Start one worker, hand it the staged messages, time it until the queue is empty."""
     settings = Settings.from_env({"REDIS_URL": redis_url})
     app = create_celery_app(settings)
@@ -115,34 +136,43 @@ def _drain(kind: str, deliveries: list[Delivery], redis_url: str, env: dict[str,
         cpu_before = cpu_times(pids)
         started = time.perf_counter()
         client.rename(STAGING_KEY, EVENTS_QUEUE)
-        wait_until(lambda: _empty(client), DRAIN_TIMEOUT, f"the {kind} worker draining",
-                   interval=0.005)
+        wait_until(
+            lambda: _empty(client), DRAIN_TIMEOUT, f"the {kind} worker draining", interval=0.005
+        )
         seconds = time.perf_counter() - started
         cpu_after = cpu_times(pids)
         cpu = cpu_used(cpu_before, cpu_after)
-        main_cpu = cpu_used({worker.pid: cpu_before.get(worker.pid, 0.0)},
-                            {worker.pid: cpu_after.get(worker.pid, 0.0)})
+        main_cpu = cpu_used(
+            {worker.pid: cpu_before.get(worker.pid, 0.0)},
+            {worker.pid: cpu_after.get(worker.pid, 0.0)},
+        )
         # The worker connects after it came online: its server process's whole CPU is this run's.
         postgres_cpu = cpu_used({}, cpu_times(postgres_backends(application_name)))
-        memory = [{"process": command_line(pid), "pid": pid, "peak_rss_mib": peak_rss_mib(pid)}
-                  for pid in process_tree(worker.pid)]
+        memory = [
+            {"process": command_line(pid), "pid": pid, "peak_rss_mib": peak_rss_mib(pid)}
+            for pid in process_tree(worker.pid)
+        ]
     finally:
         stop(worker)
         online.close()
         publisher.close()
         client.close()
-    return {"events": len(deliveries), "seconds": round(seconds, 3),
-            "events_per_second": round(len(deliveries) / seconds, 1),
-            "worker_cpu_us_per_event": round(cpu / len(deliveries) * 1e6),
-            # Celery's main process (broker, acks, events) and the pool child (the task).
-            "main_cpu_us_per_event": round(main_cpu / len(deliveries) * 1e6),
-            "child_cpu_us_per_event": round((cpu - main_cpu) / len(deliveries) * 1e6),
-            "postgres_cpu_us_per_event": round(postgres_cpu / len(deliveries) * 1e6),
-            "peak_rss_mib": memory}
+    return {
+        "events": len(deliveries),
+        "seconds": round(seconds, 3),
+        "events_per_second": round(len(deliveries) / seconds, 1),
+        "worker_cpu_us_per_event": round(cpu / len(deliveries) * 1e6),
+        # Celery's main process (broker, acks, events) and the pool child (the task).
+        "main_cpu_us_per_event": round(main_cpu / len(deliveries) * 1e6),
+        "child_cpu_us_per_event": round((cpu - main_cpu) / len(deliveries) * 1e6),
+        "postgres_cpu_us_per_event": round(postgres_cpu / len(deliveries) * 1e6),
+        "peak_rss_mib": memory,
+    }
 
 
-def run(redis_url: str, store_url: str, *, rounds: int = ROUNDS,
-        scale: float = 1.0) -> dict[str, object]:
+def run(
+    redis_url: str, store_url: str, *, rounds: int = ROUNDS, scale: float = 1.0
+) -> dict[str, object]:
     """Alternate no-op and engagehook drains; return rates, their ratio and the stage costs."""
     from handlers.store import Store
 
@@ -152,48 +182,82 @@ def run(redis_url: str, store_url: str, *, rounds: int = ROUNDS,
     env = {"REDIS_URL": redis_url, "DATABASE_URL": store_url, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
     with tempfile.TemporaryDirectory(prefix="engagehook-bench-workers-") as tmp:
         env["ENGAGEHOOK_DATA_DIR"] = str(Path(tmp, "var"))
-        runs = _alternate(store, env, redis_url, Path(tmp), rounds=rounds, concurrency=1,
-                          noop_events=noop_events, engagehook_events=engagehook_events)
+        runs = _alternate(
+            store,
+            env,
+            redis_url,
+            Path(tmp),
+            rounds=rounds,
+            concurrency=1,
+            noop_events=noop_events,
+            engagehook_events=engagehook_events,
+        )
         # The same comparison for a whole worker at its default concurrency (one pool process
         # per core): the main process then fetches for one child while the other works.
         cores = os.cpu_count() or 1
-        full = _alternate(store, env, redis_url, Path(tmp), rounds=1, concurrency=cores,
-                          noop_events=noop_events, engagehook_events=engagehook_events * cores,
-                          tag="c")
+        full = _alternate(
+            store,
+            env,
+            redis_url,
+            Path(tmp),
+            rounds=1,
+            concurrency=cores,
+            noop_events=noop_events,
+            engagehook_events=engagehook_events * cores,
+            tag="c",
+        )
     stages = measure_stages(store)
     store.engine.dispose()
     return {
-        "settings": {"pool": "prefork, --concurrency 1", "broker": "Redis (loopback)",
-                     "store": "PostgreSQL (loopback)", "rounds": rounds,
-                     "noop_events": noop_events, "engagehook_events": engagehook_events},
+        "settings": {
+            "pool": "prefork, --concurrency 1",
+            "broker": "Redis (loopback)",
+            "store": "PostgreSQL (loopback)",
+            "rounds": rounds,
+            "noop_events": noop_events,
+            "engagehook_events": engagehook_events,
+        },
         **_compare(runs),
-        "whole_worker": {"concurrency": cores, "engagehook_events": engagehook_events * cores,
-                         **_compare(full)},
+        "whole_worker": {
+            "concurrency": cores,
+            "engagehook_events": engagehook_events * cores,
+            **_compare(full),
+        },
         "stages": stages,
     }
 
 
-def _alternate(store, env: dict[str, str], redis_url: str, log_dir: Path, *, rounds: int,
-               concurrency: int, noop_events: int, engagehook_events: int,
-               tag: str = "") -> dict[str, list[dict[str, object]]]:
+def _alternate(
+    store,
+    env: dict[str, str],
+    redis_url: str,
+    log_dir: Path,
+    *,
+    rounds: int,
+    concurrency: int,
+    noop_events: int,
+    engagehook_events: int,
+    tag: str = "",
+) -> dict[str, list[dict[str, object]]]:
     """Drain no-op and engagehook messages in turn, checking every event was processed."""
     runs: dict[str, list[dict[str, object]]] = {"noop": [], "engagehook": []}
     for round_ in range(rounds):
-        noop = generate(events=noop_events, appointments=noop_events // 10,
-                        tag=f"n{tag}{round_}")
-        runs["noop"].append(_drain("noop", noop.deliveries, redis_url, env, log_dir,
-                                   concurrency))
-        work = generate(events=engagehook_events, appointments=engagehook_events // 10,
-                        tag=f"w{tag}{round_}")
+        noop = generate(events=noop_events, appointments=noop_events // 10, tag=f"n{tag}{round_}")
+        runs["noop"].append(_drain("noop", noop.deliveries, redis_url, env, log_dir, concurrency))
+        work = generate(
+            events=engagehook_events, appointments=engagehook_events // 10, tag=f"w{tag}{round_}"
+        )
         # Oldest first: every event is applied, the costly path (a stale one is cheaper).
         in_order = sorted(work.deliveries, key=lambda d: d.updated_at)
         before = store.count_events("processed")
-        runs["engagehook"].append(_drain("engagehook", in_order, redis_url, env, log_dir,
-                                         concurrency))
+        runs["engagehook"].append(
+            _drain("engagehook", in_order, redis_url, env, log_dir, concurrency)
+        )
         processed = store.count_events("processed") - before
         if processed != work.unique_events:
-            raise BenchError(f"the engagehook worker processed {processed} of "
-                             f"{work.unique_events} events")
+            raise BenchError(
+                f"the engagehook worker processed {processed} of {work.unique_events} events"
+            )
     return runs
 
 
@@ -231,19 +295,28 @@ def measure_stages(store) -> dict[str, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         for item in items:
             fn(item)
-        return ((time.perf_counter() - wall) / len(items) * 1e6,
-                (time.process_time() - cpu) / len(items) * 1e6)
+        return (
+            (time.perf_counter() - wall) / len(items) * 1e6,
+            (time.process_time() - cpu) / len(items) * 1e6,
+        )
 
     validate_wall, validate_cpu = timed(first, lambda d: parse_event(d.body))
     events = [(parse_event(d.body), d.body) for d in second]
     store_wall, store_cpu = timed(
-        events, lambda pair: store.apply(pair[0], pair[1], HANDLERS[pair[0].event_type]))
+        events, lambda pair: store.apply(pair[0], pair[1], HANDLERS[pair[0].event_type])
+    )
     process_wall, process_cpu = timed(third, lambda d: process(d.body, store, registry))
     commit_wall = _commit_latency(store)
-    return {"validate_us": round(validate_wall), "validate_cpu_us": round(validate_cpu),
-            "store_us": round(store_wall), "store_cpu_us": round(store_cpu),
-            "process_us": round(process_wall), "process_cpu_us": round(process_cpu),
-            "bare_commit_us": round(commit_wall), "samples": len(first)}
+    return {
+        "validate_us": round(validate_wall),
+        "validate_cpu_us": round(validate_cpu),
+        "store_us": round(store_wall),
+        "store_cpu_us": round(store_cpu),
+        "process_us": round(process_wall),
+        "process_cpu_us": round(process_cpu),
+        "bare_commit_us": round(commit_wall),
+        "samples": len(first),
+    }
 
 
 def _commit_latency(store, samples: int = 200) -> float:

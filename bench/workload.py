@@ -14,8 +14,18 @@ import orjson
 from bench.support import example_body
 
 # The first event of an appointment creates it; the others cycle through the rest.
-LATER_TYPES = ("GENERIC_UPDATE", "RESCHEDULE", "ACCEPT", "REASSIGN", "GENERIC_UPDATE",
-               "RESCHEDULE_REQUEST", "REOPEN", "COMPLETE", "CANCEL", "REQUEST_ALTERNATIVE_DATE")
+LATER_TYPES = (
+    "GENERIC_UPDATE",
+    "RESCHEDULE",
+    "ACCEPT",
+    "REASSIGN",
+    "GENERIC_UPDATE",
+    "RESCHEDULE_REQUEST",
+    "REOPEN",
+    "COMPLETE",
+    "CANCEL",
+    "REQUEST_ALTERNATIVE_DATE",
+)
 BASE_INSTANT = datetime(2024, 10, 1, 8, 0, tzinfo=UTC)
 
 
@@ -65,8 +75,14 @@ def _event(base: bytes, appointment: int, sequence: int, tag: str) -> tuple[Deli
     return Delivery(payload["id"], appointment_id, snapshot["updatedAt"], body), snapshot
 
 
-def generate(*, events: int, appointments: int, duplicate_share: float = 0.0,
-             seed: int = 7, tag: str = "bench") -> Workload:
+def generate(
+    *,
+    events: int,
+    appointments: int,
+    duplicate_share: float = 0.0,
+    seed: int = 7,
+    tag: str = "bench",
+) -> Workload:
     """``events`` deliveries for ``appointments``; ``duplicate_share`` of them re-deliveries.
 
     Unique events are spread evenly over the appointments with rising ``updatedAt``; the

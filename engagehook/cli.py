@@ -33,8 +33,10 @@ def _settings() -> Settings:
 
 def _warn_if_open(settings: Settings) -> None:
     if not settings.webhook_token and not settings.webhook_hmac_secrets:
-        logger.warning("neither WEBHOOK_TOKEN nor WEBHOOK_HMAC_SECRET is set; "
-                       "anyone who can reach /webhooks can post events")
+        logger.warning(
+            "neither WEBHOOK_TOKEN nor WEBHOOK_HMAC_SECRET is set; "
+            "anyone who can reach /webhooks can post events"
+        )
 
 
 def _start_role(role: str, settings: Settings) -> None:
@@ -79,8 +81,12 @@ def worst_case_retry_seconds() -> float:
     from workers.tasks import RETRY_BACKOFF_FACTOR
     from workers.tasks import RETRY_BACKOFF_MAX
 
-    return float(sum(min(RETRY_BACKOFF_MAX, RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
-                     for n in range(EVENT_MAX_RETRIES)))
+    return float(
+        sum(
+            min(RETRY_BACKOFF_MAX, RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
+            for n in range(EVENT_MAX_RETRIES)
+        )
+    )
 
 
 def _check_visibility_timeout(settings: Settings) -> None:
@@ -90,7 +96,10 @@ def _check_visibility_timeout(settings: Settings) -> None:
             "VISIBILITY_TIMEOUT=%d does not exceed the worst-case retry schedule (%d s): a "
             "retrying message may be delivered twice (harmless, the store takes each event id "
             "once, but wasteful); set it to at least %d",
-            settings.visibility_timeout, worst, worst + 60)
+            settings.visibility_timeout,
+            worst,
+            worst + 60,
+        )
 
 
 def _migrate_unless_done(settings: Settings) -> None:
@@ -133,9 +142,20 @@ def cmd_web(args: argparse.Namespace) -> int:
     _start_role("web", settings)
     _warn_if_open(settings)
     # Timeouts, JSON logging and the metrics hook live in the gunicorn config module.
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:ingest.gunicorn_conf",
-            "ingest.app:create_app()", "--bind", f"{args.host}:{args.port}",
-            "--workers", str(args.workers), "--log-level", settings.log_level.lower()]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:ingest.gunicorn_conf",
+        "ingest.app:create_app()",
+        "--bind",
+        f"{args.host}:{args.port}",
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        settings.log_level.lower(),
+    ]
     os.execv(sys.executable, argv)
     return 0  # not reached
 
@@ -149,9 +169,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _check_visibility_timeout(settings)
     _migrate_unless_done(settings)
     # --quiet: no banner, so every line the worker writes is a JSON log line.
-    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "--quiet", "worker",
-            "--queues", WORKER_QUEUES, "--loglevel", args.loglevel or settings.log_level,
-            "--task-events"]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "--quiet",
+        "worker",
+        "--queues",
+        WORKER_QUEUES,
+        "--loglevel",
+        args.loglevel or settings.log_level,
+        "--task-events",
+    ]
     if args.concurrency:
         argv += ["--concurrency", str(args.concurrency)]
     os.execv(sys.executable, argv)
@@ -170,15 +201,30 @@ def cmd_flower(args: argparse.Namespace) -> int:
     # Flower reads FLOWER_BASIC_AUTH from the environment itself, so the password never shows
     # up in the process list.
     # `celery flower`, with JSON logging installed first: tornado then adds no handler of its own.
-    boot = ("import sys; from engagehook import logs; logs.configure('flower', sys.argv.pop(1)); "
-            "from celery.__main__ import main; sys.exit(main())")
-    argv = [sys.executable, "-c", boot, settings.log_level, "-A", "workers.celery_app", "flower",
-            f"--port={args.port}", f"--address={args.host}", f"--max-tasks={args.max_tasks}"]
+    boot = (
+        "import sys; from engagehook import logs; logs.configure('flower', sys.argv.pop(1)); "
+        "from celery.__main__ import main; sys.exit(main())"
+    )
+    argv = [
+        sys.executable,
+        "-c",
+        boot,
+        settings.log_level,
+        "-A",
+        "workers.celery_app",
+        "flower",
+        f"--port={args.port}",
+        f"--address={args.host}",
+        f"--max-tasks={args.max_tasks}",
+    ]
     if args.persistent:
         # Task history survives a Flower restart (it is in memory only otherwise).
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        argv += ["--persistent=True", f"--db={(settings.data_dir / 'flower').resolve()}",
-                 "--state-save-interval=60000"]
+        argv += [
+            "--persistent=True",
+            f"--db={(settings.data_dir / 'flower').resolve()}",
+            "--state-save-interval=60000",
+        ]
     os.execv(sys.executable, argv)
     return 0
 
@@ -267,8 +313,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             print(f"engagehook: {event_id!r} is not a dead letter", file=sys.stderr)
             status = 1
             continue
-        celery_app.send_task(PROCESS_WEBHOOK, args=[body],
-                             argsrepr=f"(event_id={event_id!r}, replay)")
+        celery_app.send_task(
+            PROCESS_WEBHOOK, args=[body], argsrepr=f"(event_id={event_id!r}, replay)"
+        )
         print(f"{event_id}: replayed")
     return status
 
@@ -321,22 +368,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="a Celery worker")
     p.add_argument("--concurrency", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--loglevel", default=None, help="default: LOG_LEVEL")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="serve the worker's Prometheus metrics here (default: WORKER_METRICS_PORT)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the worker's Prometheus metrics here (default: WORKER_METRICS_PORT)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("flower", help="Flower on the same broker")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5555)
-    p.add_argument("--max-tasks", type=int, default=FLOWER_MAX_TASKS,
-                   help="task history kept in memory")
-    p.add_argument("--persistent", action=argparse.BooleanOptionalAction, default=True,
-                   help="keep task history in the data dir across restarts")
+    p.add_argument(
+        "--max-tasks", type=int, default=FLOWER_MAX_TASKS, help="task history kept in memory"
+    )
+    p.add_argument(
+        "--persistent",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep task history in the data dir across restarts",
+    )
     p.set_defaults(func=cmd_flower)
 
     sub.add_parser("migrate", help="apply the store's migrations").set_defaults(func=cmd_migrate)
     sub.add_parser("config", help="print the effective configuration, secrets masked").set_defaults(
-        func=cmd_config)
+        func=cmd_config
+    )
 
     p = sub.add_parser("validate", help="validate payload files offline")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -347,8 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}/webhooks")
     p.add_argument("--token")
     p.add_argument("--hmac-secret")
-    p.add_argument("--timeout", type=float, default=4.0,
-                   help="seconds to wait for each answer (the sender waits 3-5 s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=4.0,
+        help="seconds to wait for each answer (the sender waits 3-5 s)",
+    )
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("appointment", help="print a stored appointment as JSON")

@@ -30,8 +30,22 @@ import orjson
 IDENTIFIERS = ("event_id", "correlation_id", "event_type", "appointment_id")
 # Everything else a log record may contribute; all of it is operational, none of it personal.
 ALLOWED_FIELDS = IDENTIFIERS + (
-    "outcome", "reason", "error_paths", "stored", "task_id", "task_name", "hook", "hook_run",
-    "http_method", "path", "status", "duration_ms", "retries", "count", "port", "queues",
+    "outcome",
+    "reason",
+    "error_paths",
+    "stored",
+    "task_id",
+    "task_name",
+    "hook",
+    "hook_run",
+    "http_method",
+    "path",
+    "status",
+    "duration_ms",
+    "retries",
+    "count",
+    "port",
+    "queues",
 )
 MAX_IDENTIFIER_LENGTH = 255
 
@@ -196,14 +210,19 @@ def _on_celeryd_init(conf=None, **_kwargs: object) -> None:
 
 def say_json(msg: str, f=sys.__stderr__) -> None:
     """Celery's signal-handler notices as JSON lines; lock-free, as a signal handler needs."""
-    line = orjson.dumps({
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "level": "warning",
-        "logger": "celery.apps.worker",
-        "role": "worker",
-        "pid": os.getpid(),
-        "message": redact(str(msg).strip()),
-    }) + b"\n"
+    line = (
+        orjson.dumps(
+            {
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "level": "warning",
+                "logger": "celery.apps.worker",
+                "role": "worker",
+                "pid": os.getpid(),
+                "message": redact(str(msg).strip()),
+            }
+        )
+        + b"\n"
+    )
     try:
         os.write(f.fileno(), line)
     except (OSError, ValueError):

@@ -38,8 +38,9 @@ class Delivery:
         """One human line, as `engagehook send` prints it."""
         outcome = "delivered" if self.delivered else "gave up"
         status = f"HTTP {self.status}" if self.status is not None else "no answer"
-        return (f"{self.name}: {outcome} after {self.attempts} attempt(s), "
-                f"last {status}: {self.detail}")
+        return (
+            f"{self.name}: {outcome} after {self.attempts} attempt(s), last {status}: {self.detail}"
+        )
 
 
 def headers_for(body: bytes, token: str | None, hmac_secret: str | None) -> dict[str, str]:
@@ -52,9 +53,16 @@ def headers_for(body: bytes, token: str | None, hmac_secret: str | None) -> dict
     return headers
 
 
-def deliver(client: httpx.Client, url: str, name: str, body: bytes, headers: dict[str, str], *,
-            delays: Sequence[float] = RETRY_DELAYS_SECONDS,
-            sleep: Callable[[float], None] = time.sleep) -> Delivery:
+def deliver(
+    client: httpx.Client,
+    url: str,
+    name: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
     """Post ``body`` until a 2xx answer, waiting ``delays`` between attempts, then give up."""
     attempts = 0
     status: int | None = None
@@ -77,9 +85,13 @@ def deliver(client: httpx.Client, url: str, name: str, body: bytes, headers: dic
     return Delivery(name, False, attempts, status, detail)
 
 
-def main(args: argparse.Namespace, *, delays: Sequence[float] = RETRY_DELAYS_SECONDS,
-         sleep: Callable[[float], None] = time.sleep,
-         transport: httpx.BaseTransport | None = None) -> int:
+def main(
+    args: argparse.Namespace,
+    *,
+    delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
     """Send every file of ``args.files``; exit status 1 if any was given up."""
     timeout = getattr(args, "timeout", None) or DEFAULT_TIMEOUT_SECONDS
     failed = False

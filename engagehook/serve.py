@@ -51,10 +51,26 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
     prepare(settings)
     env = {**os.environ, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
     commands = {
-        "web": [sys.executable, "-m", "engagehook.cli", "web", "--host", host, "--port", str(port),
-                "--workers", str(web_workers)],
-        "worker": [sys.executable, "-m", "engagehook.cli", "worker",
-                   "--concurrency", str(concurrency)],
+        "web": [
+            sys.executable,
+            "-m",
+            "engagehook.cli",
+            "web",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(web_workers),
+        ],
+        "worker": [
+            sys.executable,
+            "-m",
+            "engagehook.cli",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+        ],
     }
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -64,8 +80,9 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
         # terminal, `kill -- -PGID`, systemd's control-group mode) reaches only serve, which
         # stops each role through its master. Celery's pool children signalled directly
         # would die under a warm shutdown that then waits for them forever.
-        children[role] = subprocess.Popen(commands[role], env=env, preexec_fn=_die_with_parent,
-                                          start_new_session=True)
+        children[role] = subprocess.Popen(
+            commands[role], env=env, preexec_fn=_die_with_parent, start_new_session=True
+        )
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -78,8 +95,12 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
     signal.signal(signal.SIGINT, stop)
     for role in commands:
         start(role)
-    logger.info("engagehook serving on http://%s:%d (%s)", host, port,
-                "embedded broker and store" if settings.embedded else "Redis")
+    logger.info(
+        "engagehook serving on http://%s:%d (%s)",
+        host,
+        port,
+        "embedded broker and store" if settings.embedded else "Redis",
+    )
     while not stopping:
         time.sleep(0.5)
         for role, child in list(children.items()):

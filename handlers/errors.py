@@ -1,8 +1,8 @@
 """Errors raised while applying events, organised by what the caller does next.
 
-    HandlerError
-    ├── TransientError   retry with backoff (database unreachable, lock timeout, downstream 5xx)
-    └── PermanentError   do not retry; dead-letter with the reason
+HandlerError
+├── TransientError   retry with backoff (database unreachable, lock timeout, downstream 5xx)
+└── PermanentError   do not retry; dead-letter with the reason
 """
 
 

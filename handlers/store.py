@@ -203,9 +203,13 @@ class Store:
             if self.dialect == "postgresql":
                 # Always event first, then appointment: one order everywhere, so no deadlock.
                 # A statement of its own: the reads below must see what the lock waited for.
-                conn.execute(_LOCK_EVENT_THEN_APPOINTMENT, {
-                    "event_key": event_lock_key(event.id),
-                    "appointment_key": appointment_lock_key(event.appointment_id)})
+                conn.execute(
+                    _LOCK_EVENT_THEN_APPOINTMENT,
+                    {
+                        "event_key": event_lock_key(event.id),
+                        "appointment_key": appointment_lock_key(event.appointment_id),
+                    },
+                )
             known = conn.execute(_READ_BEFORE_APPLY, ids).one()
             if known.state in TAKEN_STATES:
                 conn.execute(_COUNT_DUPLICATE, ids)
@@ -267,8 +271,9 @@ class Store:
                 record.duplicates += 1
                 return "duplicate"
             if record is None:
-                record = EventRecord(id=event_id, state="queued", received_at=utcnow(),
-                                     attempts=0, duplicates=0)
+                record = EventRecord(
+                    id=event_id, state="queued", received_at=utcnow(), attempts=0, duplicates=0
+                )
                 session.add(record)
             record.state = "dead_lettered"
             record.reason = reason[:255]
@@ -296,8 +301,9 @@ class Store:
             if record is not None and record.state in TAKEN_STATES:
                 return
             if record is None:
-                record = EventRecord(id=event_id, state="queued", received_at=utcnow(),
-                                     attempts=0, duplicates=0)
+                record = EventRecord(
+                    id=event_id, state="queued", received_at=utcnow(), attempts=0, duplicates=0
+                )
                 session.add(record)
             record.state = "retrying"
             record.reason = reason[:255]
@@ -429,8 +435,11 @@ class Store:
             if run is None or run.state in ("done", "dead_lettered"):
                 return None
             now = utcnow()
-            if (run.state == "running" and run.claimed_by not in (None, claimant)
-                    and (lease is None or run.claimed_at is None or run.claimed_at > now - lease)):
+            if (
+                run.state == "running"
+                and run.claimed_by not in (None, claimant)
+                and (lease is None or run.claimed_at is None or run.claimed_at > now - lease)
+            ):
                 return None
             record = session.get(EventRecord, run.event_id)
             if record is None:
@@ -559,15 +568,16 @@ def _is_older(event: AppointmentEvent, stored_updated_at: datetime, stored_event
 
 
 def _by_appointment(column: Any) -> Any:
-    return (select(column).where(_APPOINTMENTS.c.id == bindparam("appointment_id"))
-            .scalar_subquery())
+    return select(column).where(_APPOINTMENTS.c.id == bindparam("appointment_id")).scalar_subquery()
 
 
 # Everything applying an event needs to know, in one round trip: the event id's state, whether
 # the history holds its effect (its record may have been pruned) and the stored appointment.
 _READ_BEFORE_APPLY = select(
-    select(_EVENTS.c.state).where(_EVENTS.c.id == bindparam("event_id"))
-    .scalar_subquery().label("state"),
+    select(_EVENTS.c.state)
+    .where(_EVENTS.c.id == bindparam("event_id"))
+    .scalar_subquery()
+    .label("state"),
     exists().where(_HISTORY.c.event_id == bindparam("event_id")).label("applied"),
     _by_appointment(_APPOINTMENTS.c.updated_at).label("updated_at"),
     _by_appointment(_APPOINTMENTS.c.last_event_id).label("last_event_id"),
@@ -575,53 +585,76 @@ _READ_BEFORE_APPLY = select(
 )
 
 _COUNT_DUPLICATE = (
-    update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("event_id"))
     .values(duplicates=_EVENTS.c.duplicates + 1)
 )
 
 
-def _write_effect(conn: Connection, event: AppointmentEvent, tx: AppointmentTransaction,
-                  stored: bool, hook_names: Sequence[str], now: datetime) -> tuple[int, ...]:
+def _write_effect(
+    conn: Connection,
+    event: AppointmentEvent,
+    tx: AppointmentTransaction,
+    stored: bool,
+    hook_names: Sequence[str],
+    now: datetime,
+) -> tuple[int, ...]:
     """Write what an applied event did: the appointment, its history row and the hook runs."""
     if tx.row is not None:
         if stored:
-            conn.execute(update(_APPOINTMENTS).where(_APPOINTMENTS.c.id == event.appointment_id),
-                         tx.row)
+            conn.execute(
+                update(_APPOINTMENTS).where(_APPOINTMENTS.c.id == event.appointment_id), tx.row
+            )
         else:
-            conn.execute(insert(_APPOINTMENTS),
-                         {**tx.row, "id": event.appointment_id, "first_seen_at": now})
-    conn.execute(insert(_HISTORY), {
-        "appointment_id": event.appointment_id,
-        "event_id": event.id,
-        "event_type": event.event_type,
-        "updated_at": event.updated_at,
-        "changes": _jsonable(tx.changes),
-        "applied_at": now,
-    })
+            conn.execute(
+                insert(_APPOINTMENTS), {**tx.row, "id": event.appointment_id, "first_seen_at": now}
+            )
+    conn.execute(
+        insert(_HISTORY),
+        {
+            "appointment_id": event.appointment_id,
+            "event_id": event.id,
+            "event_type": event.event_type,
+            "updated_at": event.updated_at,
+            "changes": _jsonable(tx.changes),
+            "applied_at": now,
+        },
+    )
     # One INSERT per hook (there are few): inserted_primary_key works on every backend,
     # where a multi-row RETURNING needs SQLite 3.35 or newer.
     return tuple(
-        conn.execute(insert(_HOOK_RUNS), {
-            "event_id": event.id, "event_type": event.event_type,
-            "appointment_id": event.appointment_id, "hook_name": name, "state": "pending",
-            "attempts": 0, "created_at": now,
-        }).inserted_primary_key[0]
+        conn.execute(
+            insert(_HOOK_RUNS),
+            {
+                "event_id": event.id,
+                "event_type": event.event_type,
+                "appointment_id": event.appointment_id,
+                "hook_name": name,
+                "state": "pending",
+                "attempts": 0,
+                "created_at": now,
+            },
+        ).inserted_primary_key[0]
         for name in hook_names
     )
 
 
 _ANOTHER_ATTEMPT = (
-    update(_EVENTS).where(_EVENTS.c.id == bindparam("record_id"))
+    update(_EVENTS)
+    .where(_EVENTS.c.id == bindparam("record_id"))
     .values(attempts=_EVENTS.c.attempts + 1)
 )
 
 
-def _write_record(conn: Connection, event_id: str, state: str | None,
-                  values: dict[str, Any], now: datetime) -> None:
+def _write_record(
+    conn: Connection, event_id: str, state: str | None, values: dict[str, Any], now: datetime
+) -> None:
     """Insert the event's record, or update the one an earlier failed attempt left."""
     if state is None:
-        conn.execute(insert(_EVENTS), {**values, "id": event_id, "received_at": now,
-                                       "attempts": 1, "duplicates": 0})
+        conn.execute(
+            insert(_EVENTS),
+            {**values, "id": event_id, "received_at": now, "attempts": 1, "duplicates": 0},
+        )
     else:
         conn.execute(_ANOTHER_ATTEMPT, {**values, "record_id": event_id})
 
@@ -706,8 +739,13 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                           connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS})
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
 
     @sa_event.listens_for(engine, "connect")
     def _bound_waits(dbapi_connection: Any, _record: Any) -> None:

@@ -19,8 +19,9 @@ def require_admin_token():
     """Only callers presenting ``Authorization: Bearer <ADMIN_TOKEN>`` get through."""
     token = current_app.config["ENGAGEHOOK_SETTINGS"].admin_token
     if not token:
-        raise IngestError(404, "not_found",
-                          "admin routes are disabled: set ADMIN_TOKEN to enable them")
+        raise IngestError(
+            404, "not_found", "admin routes are disabled: set ADMIN_TOKEN to enable them"
+        )
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     authentic = hmac.compare_digest(presented.strip().encode(), token.encode())
     if scheme.lower() != "bearer" or not authentic:

@@ -37,8 +37,9 @@ def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> F
 
         celery = celery_app if test_config is None else create_celery_app(settings)
         # While the broker cannot take a payload it waits in the spool on local disk.
-        queue = SpoolingQueue(CeleryQueue(celery),
-                              Spool(settings.spool_dir, settings.spool_max_bytes))
+        queue = SpoolingQueue(
+            CeleryQueue(celery), Spool(settings.spool_dir, settings.spool_max_bytes)
+        )
         if test_config is None:
             queue.start()  # drains what a previous run spooled (gunicorn calls us per worker)
     init_queue(app, queue)

@@ -13,16 +13,18 @@ from ingest.metrics import note_answer
 class IngestError(HTTPException):
     """An answer the endpoint gives on purpose, with a machine code and a human message."""
 
-    def __init__(self, status: int, error: str, message: str,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ):
         super().__init__(description=message)
         self.code = status
         self.error = error
         self.extra_headers = headers or {}
 
 
-def error_response(status: int, error: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """Build the JSON error answer (and note its code, which the webhook metrics count)."""
     note_answer({"error": error})
     response = jsonify(error=error, message=message)
@@ -46,8 +48,9 @@ def _handle_unexpected(exc: Exception) -> Response:
     from flask import current_app
 
     current_app.logger.exception("unexpected error in ingest")
-    return error_response(503, "internal_error", "the request could not be handled; retry later",
-                          {"Retry-After": "5"})
+    return error_response(
+        503, "internal_error", "the request could not be handled; retry later", {"Retry-After": "5"}
+    )
 
 
 def init_app(app: Flask) -> None:

@@ -11,7 +11,6 @@ from gunicorn.glogging import Logger
 
 from engagehook import logs
 
-
 # The app logs every request to this path itself, with the webhook's identifiers
 # (ingest/metrics.py): an access line too would double the log volume of the busiest route.
 APP_LOGGED_PATH = "/webhooks"
@@ -35,12 +34,15 @@ class JsonLogger(Logger):
         # The query string may hold WEBHOOK_TOKEN (?token=...): log the path only.
         if not self.access_log_enabled or environ.get("PATH_INFO") == APP_LOGGED_PATH:
             return
-        self.access_log.info("request", extra={
-            "http_method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": getattr(resp, "status_code", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 2),
-        })
+        self.access_log.info(
+            "request",
+            extra={
+                "http_method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"),
+                "status": getattr(resp, "status_code", None),
+                "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            },
+        )
 
 
 def child_exit(server, worker) -> None:

@@ -54,7 +54,8 @@ def _store_engine():
     if engine is None:
         url = current_app.config["ENGAGEHOOK_SETTINGS"].store_url
         connect_args = {"connect_timeout": 1} if url.startswith("postgres") else {}
-        engine = create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0,
-                               connect_args=connect_args)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args=connect_args
+        )
         current_app.extensions["engagehook.readiness_engine"] = engine
     return engine

@@ -77,8 +77,10 @@ class IngestMetrics:
         children = self._children.get((outcome, reason))
         if children is None:
             # Reasons are bounded codes (see classify), so this cache stays small.
-            children = (self.received.labels(outcome=outcome, reason=reason),
-                        self.ack_seconds.labels(outcome=outcome))
+            children = (
+                self.received.labels(outcome=outcome, reason=reason),
+                self.ack_seconds.labels(outcome=outcome),
+            )
             self._children[(outcome, reason)] = children
         received, ack_seconds = children
         received.inc()
@@ -148,15 +150,20 @@ def _observe(response: Response) -> Response:
 def _log_webhook(response: Response, outcome: str, reason: str, elapsed: float | None) -> None:
     """The one log line of a webhook request (gunicorn writes no access line for it)."""
     level = logging.INFO if outcome != "rejected" else logging.WARNING
-    logger.log(level, "webhook %s", outcome, extra={
-        **(g.get("engagehook_webhook") or {}),
-        "outcome": outcome,
-        "reason": reason or None,
-        "http_method": request.method,
-        "path": WEBHOOKS_PATH,
-        "status": response.status_code,
-        "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
-    })
+    logger.log(
+        level,
+        "webhook %s",
+        outcome,
+        extra={
+            **(g.get("engagehook_webhook") or {}),
+            "outcome": outcome,
+            "reason": reason or None,
+            "http_method": request.method,
+            "path": WEBHOOKS_PATH,
+            "status": response.status_code,
+            "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
+        },
+    )
 
 
 def metrics_view() -> Response:
@@ -202,16 +209,20 @@ class StateCollector:
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        up = GaugeMetricFamily("engagehook_source_up",
-                               "1 when the source of the gauges below answered this scrape.",
-                               labels=["source"])
-        for source, read in (("broker", self._broker), ("spool", self._spool),
-                             ("store", self._store)):
+        up = GaugeMetricFamily(
+            "engagehook_source_up",
+            "1 when the source of the gauges below answered this scrape.",
+            labels=["source"],
+        )
+        for source, read in (
+            ("broker", self._broker),
+            ("spool", self._spool),
+            ("store", self._store),
+        ):
             try:
                 families = list(read())
             except Exception as exc:  # noqa: BLE001 - a scrape must never fail
-                logger.warning("metrics source %s unavailable: %s", source,
-                               exc.__class__.__name__)
+                logger.warning("metrics source %s unavailable: %s", source, exc.__class__.__name__)
                 up.add_metric([source], 0)
                 continue
             up.add_metric([source], 1)
@@ -221,12 +232,14 @@ class StateCollector:
     # broker ------------------------------------------------------------------------------------
 
     def _broker(self) -> Iterator[GaugeMetricFamily]:
-        depth = GaugeMetricFamily("engagehook_queue_depth",
-                                  "Messages waiting in the broker, per queue.", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "engagehook_queue_depth", "Messages waiting in the broker, per queue.", labels=["queue"]
+        )
         unacked = GaugeMetricFamily(
             "engagehook_queue_unacked",
             "Messages delivered to a worker and not yet acknowledged (running, or retries "
-            "waiting for their countdown).")
+            "waiting for their countdown).",
+        )
         if self.settings.embedded:
             waiting, held = self._embedded_depths()
         else:
@@ -254,8 +267,10 @@ class StateCollector:
         pipe.hlen("unacked")  # kombu's hash of delivered, unacknowledged messages
         results = pipe.execute()
         per_queue = 1 + len(PRIORITY_STEPS)
-        waiting = {queue: sum(results[i * per_queue:(i + 1) * per_queue])
-                   for i, queue in enumerate(QUEUES)}
+        waiting = {
+            queue: sum(results[i * per_queue : (i + 1) * per_queue])
+            for i, queue in enumerate(QUEUES)
+        }
         return waiting, int(results[-1])
 
     def _embedded_depths(self) -> tuple[dict[str, int], int]:
@@ -288,18 +303,23 @@ class StateCollector:
         yield GaugeMetricFamily(
             "engagehook_spool_depth",
             "Payloads acknowledged while the broker was down, waiting in the local spool.",
-            value=len(spool))
+            value=len(spool),
+        )
         yield GaugeMetricFamily(
-            "engagehook_spool_bytes", "Bytes the waiting spooled payloads take.",
-            value=spool.usage())
+            "engagehook_spool_bytes",
+            "Bytes the waiting spooled payloads take.",
+            value=spool.usage(),
+        )
         yield GaugeMetricFamily(
             "engagehook_spool_limit_bytes",
             "ENGAGEHOOK_SPOOL_MAX_BYTES: beyond it ingest answers 503.",
-            value=self.settings.spool_max_bytes)
+            value=self.settings.spool_max_bytes,
+        )
         yield GaugeMetricFamily(
             "engagehook_spool_corrupt",
             "Spool files that could not be read back, set aside for a human.",
-            value=_count_files(self.settings.spool_dir / CORRUPT_DIR))
+            value=_count_files(self.settings.spool_dir / CORRUPT_DIR),
+        )
 
     # store -------------------------------------------------------------------------------------
 
@@ -311,14 +331,17 @@ class StateCollector:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SET LOCAL statement_timeout = 1000"))
             events = conn.execute(
-                text("SELECT count(*) FROM events WHERE state = 'dead_lettered'")).scalar()
+                text("SELECT count(*) FROM events WHERE state = 'dead_lettered'")
+            ).scalar()
             hooks = conn.execute(
-                text("SELECT count(*) FROM hook_runs WHERE state = 'dead_lettered'")).scalar()
+                text("SELECT count(*) FROM hook_runs WHERE state = 'dead_lettered'")
+            ).scalar()
             conn.rollback()
         family = GaugeMetricFamily(
             "engagehook_dead_letters",
             "Dead-lettered records in the store: events (invalid or gave up) and hook runs.",
-            labels=["kind"])
+            labels=["kind"],
+        )
         family.add_metric(["event"], int(events or 0))
         family.add_metric(["hook"], int(hooks or 0))
         yield family
@@ -334,8 +357,9 @@ class StateCollector:
                 args = {"connect_timeout": 1}
             else:
                 args = {}
-            self._engine = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=True,
-                                         connect_args=args)
+            self._engine = create_engine(
+                url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
+            )
         return self._engine
 
 

@@ -40,8 +40,9 @@ RECONNECT_RETRIES = 1
 class RedisPublisher:
     """Sends ``task_name(body)`` to the queue Celery routes it to, over one long-lived client."""
 
-    def __init__(self, celery_app: Celery, redis_url: str, task_name: str, *,
-                 timeout: float) -> None:
+    def __init__(
+        self, celery_app: Celery, redis_url: str, task_name: str, *, timeout: float
+    ) -> None:
         self.task_name = task_name
         route = celery_app.amqp.router.route({}, task_name, (), {})
         self.queue = route["queue"].name
@@ -52,7 +53,9 @@ class RedisPublisher:
         # The socket timeouts bound each attempt; ``publish`` retries once, without backoff,
         # to cover a pooled connection that a Redis restart closed: about twice ``timeout``.
         self.client = redis.Redis.from_url(
-            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1),
         )
         db = self.client.connection_pool.connection_kwargs.get("db", 0)
@@ -97,43 +100,64 @@ class RedisPublisher:
         """Drop the pooled connections."""
         self.client.close()
 
-    def task_message(self, task_id: str, body: str, argsrepr: str,
-                     event_id: str | None = None) -> bytes:
+    def task_message(
+        self, task_id: str, body: str, argsrepr: str, event_id: str | None = None
+    ) -> bytes:
         """The serialised message (kombu's Redis envelope around Celery's protocol 2)."""
         headers = {**self._headers, "id": task_id, "root_id": task_id, "argsrepr": argsrepr}
         if event_id is not None:
             headers[EVENT_ID_HEADER] = event_id
         payload = orjson.dumps([[body], {}, EMBED])
-        return orjson.dumps({
-            "body": base64.b64encode(payload).decode("ascii"),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": headers,
-            "properties": {**self._properties, "correlation_id": task_id,
-                           "delivery_tag": str(uuid.uuid4())},
-        })
+        return orjson.dumps(
+            {
+                "body": base64.b64encode(payload).decode("ascii"),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": {
+                    **self._properties,
+                    "correlation_id": task_id,
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
 
     def _sent_event(self, task_id: str, argsrepr: str) -> bytes:
         event = {
-            "hostname": self.hostname, "utcoffset": utcoffset(), "pid": os.getpid(),
-            "clock": self.clock.forward(), "uuid": task_id, "root_id": task_id,
-            "parent_id": None, "name": self.task_name, "args": argsrepr, "kwargs": "{}",
-            "retries": 0, "eta": None, "expires": None, "queue": self.queue, "exchange": "",
-            "routing_key": self.queue, "timestamp": time.time(), "type": "task-sent",
+            "hostname": self.hostname,
+            "utcoffset": utcoffset(),
+            "pid": os.getpid(),
+            "clock": self.clock.forward(),
+            "uuid": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "name": self.task_name,
+            "args": argsrepr,
+            "kwargs": "{}",
+            "retries": 0,
+            "eta": None,
+            "expires": None,
+            "queue": self.queue,
+            "exchange": "",
+            "routing_key": self.queue,
+            "timestamp": time.time(),
+            "type": "task-sent",
         }
-        return orjson.dumps({
-            "body": base64.b64encode(orjson.dumps(event)).decode("ascii"),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {"hostname": self.hostname},
-            "properties": {
-                "delivery_mode": TRANSIENT,
-                "delivery_info": {"exchange": "celeryev", "routing_key": "task.sent"},
-                "priority": 0,
-                "body_encoding": BODY_ENCODING,
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        })
+        return orjson.dumps(
+            {
+                "body": base64.b64encode(orjson.dumps(event)).decode("ascii"),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": {"hostname": self.hostname},
+                "properties": {
+                    "delivery_mode": TRANSIENT,
+                    "delivery_info": {"exchange": "celeryev", "routing_key": "task.sent"},
+                    "priority": 0,
+                    "body_encoding": BODY_ENCODING,
+                    "delivery_tag": str(uuid.uuid4()),
+                },
+            }
+        )
 
     def _execute(self, commands: list[tuple], *, transaction: bool) -> list:
         """Run ``commands`` (in one MULTI/EXEC when ``transaction``) in one write and one read.
@@ -171,8 +195,20 @@ class RedisPublisher:
 def _static_headers(task_name: str, hostname: str) -> dict[str, object]:
     """The protocol-2 headers that are the same for every webhook task this process sends."""
     return {
-        "lang": "py", "task": task_name, "shadow": None, "eta": None, "expires": None,
-        "group": None, "group_index": None, "retries": 0, "timelimit": [None, None],
-        "parent_id": None, "kwargsrepr": "{}", "origin": hostname, "ignore_result": None,
-        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+        "lang": "py",
+        "task": task_name,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "parent_id": None,
+        "kwargsrepr": "{}",
+        "origin": hostname,
+        "ignore_result": None,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
     }

@@ -38,8 +38,9 @@ class EnqueueFailed(Exception):
 class Queue(Protocol):
     """Anything that durably takes a raw webhook body or raises EnqueueFailed."""
 
-    def enqueue(self, body: str, *, event_id: str, event_type: str | None,
-                appointment_id: str | None) -> str:
+    def enqueue(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> str:
         """Store the body; return "queued" (broker) or "spooled" (local spool)."""
 
     def ping(self) -> None:
@@ -63,18 +64,22 @@ class CeleryQueue:
         self._publisher: RedisPublisher | None = None
         self._publisher_pid: int | None = None
 
-    def enqueue(self, body: str, *, event_id: str, event_type: str | None,
-                appointment_id: str | None) -> str:
+    def enqueue(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> str:
         argsrepr = describe(event_id, event_type, appointment_id)
         try:
             publisher = self._redis_publisher()
             if publisher is not None:
                 publisher.publish(body, argsrepr, event_id)
             else:
-                self.celery_app.send_task(PROCESS_WEBHOOK, args=[body], argsrepr=argsrepr,
-                                          kwargsrepr="{}")
+                self.celery_app.send_task(
+                    PROCESS_WEBHOOK, args=[body], argsrepr=argsrepr, kwargsrepr="{}"
+                )
         except Exception as exc:  # any broker or transport failure means "not stored"
-            raise EnqueueFailed(f"broker did not take the message: {exc.__class__.__name__}") from exc
+            raise EnqueueFailed(
+                f"broker did not take the message: {exc.__class__.__name__}"
+            ) from exc
         return "queued"
 
     def ping(self) -> None:
@@ -91,8 +96,12 @@ class CeleryQueue:
         if settings is None or settings.redis_url is None:
             return None
         if self._publisher is None or self._publisher_pid != os.getpid():
-            self._publisher = RedisPublisher(self.celery_app, settings.redis_url, PROCESS_WEBHOOK,
-                                             timeout=INGEST_PUBLISH_TIMEOUT_SECONDS)
+            self._publisher = RedisPublisher(
+                self.celery_app,
+                settings.redis_url,
+                PROCESS_WEBHOOK,
+                timeout=INGEST_PUBLISH_TIMEOUT_SECONDS,
+            )
             self._publisher_pid = os.getpid()
         return self._publisher
 
@@ -108,9 +117,14 @@ class SpoolingQueue:
     the store's idempotency turns into a duplicate.
     """
 
-    def __init__(self, primary: Queue, spool: Spool, *,
-                 cooldown: float = BROKER_COOLDOWN_SECONDS,
-                 drain_interval: float = DRAIN_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        primary: Queue,
+        spool: Spool,
+        *,
+        cooldown: float = BROKER_COOLDOWN_SECONDS,
+        drain_interval: float = DRAIN_INTERVAL_SECONDS,
+    ) -> None:
         self.primary = primary
         self.spool = spool
         self.cooldown = cooldown
@@ -122,19 +136,22 @@ class SpoolingQueue:
         self._thread_pid: int | None = None
         self._start_lock = threading.Lock()
 
-    def enqueue(self, body: str, *, event_id: str, event_type: str | None,
-                appointment_id: str | None) -> str:
+    def enqueue(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> str:
         """Publish, or spool when the broker fails or failed moments ago."""
         self.start()
         if time.monotonic() >= self._broker_down_until:
             try:
-                return self.primary.enqueue(body, event_id=event_id, event_type=event_type,
-                                            appointment_id=appointment_id)
+                return self.primary.enqueue(
+                    body, event_id=event_id, event_type=event_type, appointment_id=appointment_id
+                )
             except EnqueueFailed as exc:
                 self._broker_failed(exc)
         try:
-            self.spool.put(body, event_id=event_id, event_type=event_type,
-                           appointment_id=appointment_id)
+            self.spool.put(
+                body, event_id=event_id, event_type=event_type, appointment_id=appointment_id
+            )
         except (SpoolFull, OSError) as exc:
             logger.error("spool cannot take event %s: %s", event_id, exc)
             raise EnqueueFailed(f"broker down and spool unavailable: {exc}") from exc
@@ -158,13 +175,17 @@ class SpoolingQueue:
                     continue  # a previous holder published it after we listed it
                 except (ValueError, UnicodeDecodeError) as exc:
                     kept = self.spool.set_aside(path)
-                    logger.error("spool file %s is unreadable (%s); moved to %s",
-                                 path.name, exc, kept)
+                    logger.error(
+                        "spool file %s is unreadable (%s); moved to %s", path.name, exc, kept
+                    )
                     continue
                 try:
-                    self.primary.enqueue(payload.body, event_id=payload.event_id,
-                                         event_type=payload.event_type,
-                                         appointment_id=payload.appointment_id)
+                    self.primary.enqueue(
+                        payload.body,
+                        event_id=payload.event_id,
+                        event_type=payload.event_type,
+                        appointment_id=payload.appointment_id,
+                    )
                 except EnqueueFailed as exc:
                     self._broker_failed(exc)
                     break
@@ -172,8 +193,9 @@ class SpoolingQueue:
                 published += 1
         if published:
             self._broker_down_until = 0.0
-            logger.warning("published %d spooled payloads; %d still waiting",
-                           published, len(self.spool))
+            logger.warning(
+                "published %d spooled payloads; %d still waiting", published, len(self.spool)
+            )
         return published
 
     def start(self) -> None:
@@ -184,8 +206,9 @@ class SpoolingQueue:
             if self._thread is not None and self._thread_pid == os.getpid():
                 return
             self._stop.clear()
-            self._thread = threading.Thread(target=self._drain_loop, daemon=True,
-                                            name="engagehook-spool-drainer")
+            self._thread = threading.Thread(
+                target=self._drain_loop, daemon=True, name="engagehook-spool-drainer"
+            )
             self._thread_pid = os.getpid()
             self._thread.start()
 
@@ -209,8 +232,9 @@ class SpoolingQueue:
 
     def _broker_failed(self, exc: Exception) -> None:
         if time.monotonic() >= self._broker_down_until:
-            logger.warning("broker did not take a message (%s); spooling for %.0f s",
-                           exc, self.cooldown)
+            logger.warning(
+                "broker did not take a message (%s); spooling for %.0f s", exc, self.cooldown
+            )
         self._broker_down_until = time.monotonic() + self.cooldown
 
 

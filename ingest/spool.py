@@ -69,11 +69,13 @@ class Spool:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put(self, body: str, *, event_id: str, event_type: str | None,
-            appointment_id: str | None) -> Path:
+    def put(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> Path:
         """Store one payload durably and return its file; raise SpoolFull or OSError if not."""
-        header = orjson.dumps({"event_id": event_id, "event_type": event_type,
-                               "appointment_id": appointment_id})
+        header = orjson.dumps(
+            {"event_id": event_id, "event_type": event_type, "appointment_id": appointment_id}
+        )
         content = header + b"\n" + body.encode("utf-8")
         with self._lock:
             if self.usage() + len(content) > self.max_bytes:
@@ -109,8 +111,11 @@ class Spool:
     def pending(self) -> list[Path]:
         """Waiting payload files, oldest first."""
         try:
-            names = [entry.name for entry in os.scandir(self.directory)
-                     if entry.name.endswith(SUFFIX) and not entry.name.startswith(".")]
+            names = [
+                entry.name
+                for entry in os.scandir(self.directory)
+                if entry.name.endswith(SUFFIX) and not entry.name.startswith(".")
+            ]
         except FileNotFoundError:
             return []
         return [self.directory / name for name in sorted(names)]
@@ -127,8 +132,13 @@ class Spool:
         ids = orjson.loads(header)
         if not isinstance(ids, dict) or not isinstance(ids.get("event_id"), str):
             raise ValueError(f"{path.name} has no event id in its header")
-        return SpooledPayload(path, body.decode("utf-8"), ids["event_id"], ids.get("event_type"),
-                              ids.get("appointment_id"))
+        return SpooledPayload(
+            path,
+            body.decode("utf-8"),
+            ids["event_id"],
+            ids.get("event_type"),
+            ids.get("appointment_id"),
+        )
 
     def remove(self, path: Path) -> None:
         """Forget a payload the broker has taken."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 from flask import Blueprint
-from flask import current_app
 from flask import Response
+from flask import current_app
 from flask import request
 
 from ingest.auth import signature_ok
@@ -30,16 +30,22 @@ def receive_webhook():
     settings = current_app.config["ENGAGEHOOK_SETTINGS"]
     # The token needs no body: a caller without it is turned away before anything is read.
     if settings.webhook_token and not token_ok(request, settings.webhook_token):
-        raise IngestError(401, "unauthorized",
-                          "missing or wrong token: send Authorization: Bearer <WEBHOOK_TOKEN>")
+        raise IngestError(
+            401,
+            "unauthorized",
+            "missing or wrong token: send Authorization: Bearer <WEBHOOK_TOKEN>",
+        )
     if request.mimetype != "application/json":
         raise IngestError(415, "unsupported_media_type", "send the payload as application/json")
     body = _read_body(settings.max_body_bytes)
-    if settings.webhook_hmac_secrets and not signature_ok(request, body,
-                                                          settings.webhook_hmac_secrets):
-        raise IngestError(401, "unauthorized",
-                          "missing or wrong X-Webhook-Signature: "
-                          "sha256=<hex HMAC-SHA256 of the body>")
+    if settings.webhook_hmac_secrets and not signature_ok(
+        request, body, settings.webhook_hmac_secrets
+    ):
+        raise IngestError(
+            401,
+            "unauthorized",
+            "missing or wrong X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the body>",
+        )
     envelope = _parse_envelope(body)
     note_envelope(envelope)  # identifiers for the log line and metrics, never payload values
     event_id = envelope["id"]
@@ -53,8 +59,12 @@ def receive_webhook():
             appointment_id=_str_or_none(appointment.get("id")),
         )
     except EnqueueFailed as exc:
-        raise IngestError(503, "unavailable", f"the payload could not be stored ({exc}); retry",
-                          {"Retry-After": RETRY_AFTER_SECONDS}) from None
+        raise IngestError(
+            503,
+            "unavailable",
+            f"the payload could not be stored ({exc}); retry",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
     answer = {"status": "queued", "id": event_id, "stored": status}
     note_answer(answer)
     return _json_response(answer, 202)
@@ -62,16 +72,20 @@ def receive_webhook():
 
 def _json_response(document: dict, status: int) -> Response:
     """The JSON answer, serialised by orjson: what jsonify gives, at a fraction of its cost."""
-    return Response(orjson.dumps(document, option=JSON_OPTIONS), status=status,
-                    mimetype="application/json")
+    return Response(
+        orjson.dumps(document, option=JSON_OPTIONS), status=status, mimetype="application/json"
+    )
 
 
 def _read_body(limit: int) -> bytes:
     """The whole body; 413 once it is past ``limit`` (chunked too), 400 if it ends early."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise IngestError(413, "request_entity_too_large",
-                          f"the body is larger than MAX_BODY_BYTES ({limit} bytes)")
+        raise IngestError(
+            413,
+            "request_entity_too_large",
+            f"the body is larger than MAX_BODY_BYTES ({limit} bytes)",
+        )
     if declared is None and "wsgi.input_terminated" not in request.environ:
         return b""  # no length and a server that does not end the stream: nothing to trust
     # Read the server's stream ourselves, at most one byte past the limit: werkzeug's own
@@ -87,12 +101,17 @@ def _read_body(limit: int) -> bytes:
         chunks.append(data)
         size += len(data)
     if size > limit:
-        raise IngestError(413, "request_entity_too_large",
-                          f"the body is larger than MAX_BODY_BYTES ({limit} bytes)")
+        raise IngestError(
+            413,
+            "request_entity_too_large",
+            f"the body is larger than MAX_BODY_BYTES ({limit} bytes)",
+        )
     if declared is not None and size < declared:
-        raise IngestError(400, "incomplete_body",
-                          f"the body ended after {size} of the {declared} bytes "
-                          "its Content-Length announced")
+        raise IngestError(
+            400,
+            "incomplete_body",
+            f"the body ended after {size} of the {declared} bytes its Content-Length announced",
+        )
     return b"".join(chunks)
 
 
@@ -106,12 +125,12 @@ def _parse_envelope(body: bytes) -> dict:
     if not isinstance(envelope, dict):
         raise IngestError(400, "invalid_envelope", "the body must be a JSON object")
     if not isinstance(envelope.get("id"), str) or not envelope["id"].strip():
-        raise IngestError(400, "invalid_envelope", "the body must carry a non-empty string \"id\"")
+        raise IngestError(400, "invalid_envelope", 'the body must carry a non-empty string "id"')
     if len(envelope["id"]) > 255:
-        raise IngestError(400, "invalid_envelope", "\"id\" must be at most 255 characters")
+        raise IngestError(400, "invalid_envelope", '"id" must be at most 255 characters')
     if not envelope["id"].isprintable():
         # A NUL cannot be stored in PostgreSQL text, and no sender's id carries control codes.
-        raise IngestError(400, "invalid_envelope", "\"id\" must not contain control characters")
+        raise IngestError(400, "invalid_envelope", '"id" must not contain control characters')
     return envelope
 
 

@@ -35,7 +35,9 @@ def envelope(
     payload["data"]["eventType"] = event_type
     appointment = payload["data"]["appointment"]
     appointment["id"] = appointment_id
-    appointment["updatedAt"] = updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at
+    appointment["updatedAt"] = (
+        updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at
+    )
     if status is not None:
         appointment["status"] = status
     appointment.update(appointment_overrides)

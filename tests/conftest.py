@@ -12,7 +12,6 @@ from ingest.app import create_app
 from tests import services
 from tests.fakes import RecordingQueue
 
-
 # CI runs the property tests with a fixed seed, so a submission is judged on the same examples
 # every time; a developer's run (no HYPOTHESIS_PROFILE) explores new ones on each run.
 settings.register_profile("ci", derandomize=True)
@@ -83,8 +82,12 @@ def postgres_url():
         yield url
 
 
-@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.fake),
-                        pytest.param("postgresql", marks=pytest.mark.real)])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.fake),
+        pytest.param("postgresql", marks=pytest.mark.real),
+    ]
+)
 def store_url(request, tmp_path):
     """The store's URL on each supported backend: a SQLite file, a PostgreSQL schema."""
     if request.param == "sqlite":

@@ -15,8 +15,9 @@ class RecordingQueue:
     bodies: list[str] = field(default_factory=list)
     identifiers: list[tuple[str, str | None, str | None]] = field(default_factory=list)
 
-    def enqueue(self, body: str, *, event_id: str, event_type: str | None,
-                appointment_id: str | None) -> str:
+    def enqueue(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> str:
         self.bodies.append(body)
         self.identifiers.append((event_id, event_type, appointment_id))
         return "queued"
@@ -42,13 +43,15 @@ class SwitchableQueue(RecordingQueue):
     down: bool = False
     attempts: int = 0
 
-    def enqueue(self, body: str, *, event_id: str, event_type: str | None,
-                appointment_id: str | None) -> str:
+    def enqueue(
+        self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
+    ) -> str:
         self.attempts += 1
         if self.down:
             raise EnqueueFailed("broker did not take the message: ConnectionError")
-        return super().enqueue(body, event_id=event_id, event_type=event_type,
-                               appointment_id=appointment_id)
+        return super().enqueue(
+            body, event_id=event_id, event_type=event_type, appointment_id=appointment_id
+        )
 
     def ping(self) -> None:
         if self.down:

@@ -29,8 +29,13 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     """Run ``engagehook <args>`` in its own process group, output to ``log``."""
     full_env = {**os.environ, **env}
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(ENGAGEHOOK + args, env=full_env, stdout=handle,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            ENGAGEHOOK + args,
+            env=full_env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -74,8 +79,9 @@ def wait_http_ok(url: str, timeout: float = 30) -> None:
 
 def cli_json(args: list[str], env: dict[str, str]) -> tuple[int, Any]:
     """Run a read-side CLI command; return its exit code and parsed JSON (or None)."""
-    result = subprocess.run(ENGAGEHOOK + args, env={**os.environ, **env}, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ENGAGEHOOK + args, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
     try:
         return result.returncode, json.loads(result.stdout) if result.stdout.strip() else None
     except json.JSONDecodeError:

@@ -45,7 +45,7 @@ class TestValidate:
         assert main(["validate", str(EXAMPLE_FILES[0]), str(bad)]) == 1
         out = capsys.readouterr().out
         assert f"{EXAMPLE_FILES[0]}: ok" in out
-        errors = json.loads(out[out.index("["):])
+        errors = json.loads(out[out.index("[") :])
         assert [e["path"] for e in errors] == ["data.appointment.updatedAt"]
 
 
@@ -97,19 +97,29 @@ def test_dead_letter_rejected_by_old_rules_is_recovered_by_replay_after_upgrade(
         try:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
             if mode == "strict":
-                response = httpx.post(f"http://127.0.0.1:{port}/webhooks",
-                                      content=json.dumps(payload),
-                                      headers={"Content-Type": "application/json"}, timeout=5)
+                response = httpx.post(
+                    f"http://127.0.0.1:{port}/webhooks",
+                    content=json.dumps(payload),
+                    headers={"Content-Type": "application/json"},
+                    timeout=5,
+                )
                 assert response.status_code == 202
-                record = wait_until(lambda: (r := cli_json(["event", "dl-replay"], env)[1])
-                                    and r["state"] == "dead_lettered" and r, timeout=30)
+                record = wait_until(
+                    lambda: (
+                        (r := cli_json(["event", "dl-replay"], env)[1])
+                        and r["state"] == "dead_lettered"
+                        and r
+                    ),
+                    timeout=30,
+                )
                 assert record["reason"] == "invalid"
                 assert cli_json(["appointment", "a-dl-replay"], env)[0] == 1
             else:
                 code, _ = cli_json(["dead-letters", "replay", "--all"], env)
                 assert code == 0
-                found = wait_until(lambda: cli_json(["appointment", "a-dl-replay"], env)[1],
-                                   timeout=30)
+                found = wait_until(
+                    lambda: cli_json(["appointment", "a-dl-replay"], env)[1], timeout=30
+                )
                 assert found["lastEventId"] == "dl-replay"
                 assert cli_json(["event", "dl-replay"], env)[1]["state"] == "processed"
                 assert cli_json(["dead-letters", "list"], env)[1] == []

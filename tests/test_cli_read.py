@@ -27,7 +27,9 @@ class TestAppointment:
         assert main(["appointment", "appt-1"]) == 0
         found = json.loads(capsys.readouterr().out)
         assert (found["id"], found["status"], found["lastEventId"]) == (
-            "appt-1", "CANCELLED", "e-1"
+            "appt-1",
+            "CANCELLED",
+            "e-1",
         )
         assert found["snapshot"]["internalNotes"] == "Bénédicte belt terug"
 

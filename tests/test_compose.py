@@ -276,8 +276,9 @@ class TestDockerfile:
         assert "COPY --from=build" in self.final_stage()
 
     def test_image_is_slim(self):
-        assert re.search(r"^ARG PYTHON_IMAGE=python:3\.1[1-9]-slim$", DOCKERFILE.read_text(),
-                         flags=re.MULTILINE)
+        assert re.search(
+            r"^ARG PYTHON_IMAGE=python:3\.1[1-9]-slim$", DOCKERFILE.read_text(), flags=re.MULTILINE
+        )
 
     def test_image_runs_as_an_unprivileged_user(self):
         users = re.findall(r"^USER (\S+)$", self.final_stage(), flags=re.MULTILINE)
@@ -332,16 +333,20 @@ class TestComposeCommandsBoot:
         return env_for
 
     def healthy(self, command: list[str], env: dict[str, str]) -> bool:
-        result = subprocess.run(command, env={**os.environ, **env}, capture_output=True,
-                                timeout=30)
+        result = subprocess.run(command, env={**os.environ, **env}, capture_output=True, timeout=30)
         return result.returncode == 0
 
-    def test_every_service_command_boots_and_passes_its_healthcheck(self, compose, local_env,
-                                                                    tmp_path):
+    def test_every_service_command_boots_and_passes_its_healthcheck(
+        self, compose, local_env, tmp_path
+    ):
         services = compose["services"]
         migrate = subprocess.run(
             [sys.executable, "-m", "engagehook.cli", *services["migrate"]["command"]],
-            env={**os.environ, **local_env("migrate")}, capture_output=True, text=True, timeout=60)
+            env={**os.environ, **local_env("migrate")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert migrate.returncode == 0, migrate.stderr
 
         web_port, flower_port, metrics_port = free_port(), free_port(), free_port()
@@ -350,18 +355,29 @@ class TestComposeCommandsBoot:
         container_web_port = option(services["web"]["command"], "--port")
         container_flower_port = option(services["flower"]["command"], "--port")
         processes = [
-            start(adapt(services["web"]["command"], "--port", web_port), web_env,
-                  tmp_path / "web.log"),
-            start(adapt(services["worker"]["command"], None, None), worker_env,
-                  tmp_path / "worker.log"),
-            start(adapt(services["flower"]["command"], "--port", flower_port), flower_env,
-                  tmp_path / "flower.log"),
+            start(
+                adapt(services["web"]["command"], "--port", web_port), web_env, tmp_path / "web.log"
+            ),
+            start(
+                adapt(services["worker"]["command"], None, None),
+                worker_env,
+                tmp_path / "worker.log",
+            ),
+            start(
+                adapt(services["flower"]["command"], "--port", flower_port),
+                flower_env,
+                tmp_path / "flower.log",
+            ),
         ]
         try:
-            web_check = [part.replace(f":{container_web_port}/", f":{web_port}/")
-                         for part in healthcheck_command(services["web"])]
-            flower_check = [part.replace(f":{container_flower_port}/", f":{flower_port}/")
-                            for part in healthcheck_command(services["flower"])]
+            web_check = [
+                part.replace(f":{container_web_port}/", f":{web_port}/")
+                for part in healthcheck_command(services["web"])
+            ]
+            flower_check = [
+                part.replace(f":{container_flower_port}/", f":{flower_port}/")
+                for part in healthcheck_command(services["flower"])
+            ]
             worker_check = healthcheck_command(services["worker"])
             wait_until(lambda: self.healthy(web_check, web_env), timeout=60, interval=0.5)
             wait_until(lambda: self.healthy(flower_check, flower_env), timeout=60, interval=0.5)

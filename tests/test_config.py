@@ -39,13 +39,25 @@ SECRETS = {
     "DATABASE_URL": "postgresql+psycopg://engagehook:pg-pw-0d4e@db:5432/engagehook",
     "FLOWER_BASIC_AUTH": "ops:flower-pw-6f21",
 }
-SECRET_VALUES = ["tok-5b1f0c7e", "hmac-old-91ad", "hmac-new-22fe", "adm-7e3c04aa",
-                 "redis-pw-3a9c", "pg-pw-0d4e", "flower-pw-6f21"]
+SECRET_VALUES = [
+    "tok-5b1f0c7e",
+    "hmac-old-91ad",
+    "hmac-new-22fe",
+    "adm-7e3c04aa",
+    "redis-pw-3a9c",
+    "pg-pw-0d4e",
+    "flower-pw-6f21",
+]
 
 
 def engagehook(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engagehook.cli", *args],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "engagehook.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 class TestFromEnv:
@@ -64,8 +76,9 @@ class TestFromEnv:
             Settings.from_env({name: raw})
 
     def test_values_are_normalised(self):
-        settings = Settings.from_env({"LOG_LEVEL": "warning", "WORKER_METRICS_PORT": "9808",
-                                      "FLOWER_BASIC_AUTH": "a:b, c:d"})
+        settings = Settings.from_env(
+            {"LOG_LEVEL": "warning", "WORKER_METRICS_PORT": "9808", "FLOWER_BASIC_AUTH": "a:b, c:d"}
+        )
         assert settings.log_level == "WARNING"
         assert settings.worker_metrics_port == 9808
         assert settings.flower_basic_auth == ("a:b", "c:d")
@@ -79,14 +92,17 @@ class TestFromEnv:
 class TestFailFast:
     """Every role stops before doing anything when the configuration is invalid."""
 
-    @pytest.mark.parametrize("command", [["worker"], ["web"], ["serve"], ["flower"], ["config"],
-                                         ["migrate"]])
+    @pytest.mark.parametrize(
+        "command", [["worker"], ["web"], ["serve"], ["flower"], ["config"], ["migrate"]]
+    )
     def test_invalid_visibility_timeout_stops_the_role_with_the_message(self, command, tmp_path):
-        result = engagehook(command, {"VISIBILITY_TIMEOUT": "abc",
-                                      "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")})
+        result = engagehook(
+            command, {"VISIBILITY_TIMEOUT": "abc", "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}
+        )
         assert result.returncode != 0
-        assert result.stderr.strip() == ("engagehook: configuration error: VISIBILITY_TIMEOUT "
-                                         "must be a whole number, got 'abc'")
+        assert result.stderr.strip() == (
+            "engagehook: configuration error: VISIBILITY_TIMEOUT must be a whole number, got 'abc'"
+        )
         assert not (tmp_path / "var").exists()  # nothing was created before the check
 
     @pytest.mark.parametrize("name,raw,message", INVALID[2:])
@@ -100,8 +116,10 @@ class TestConfigCommand:
     """`engagehook config` prints the effective configuration with every secret masked."""
 
     def test_config_prints_effective_values_and_masks_secrets(self, tmp_path):
-        result = engagehook(["config"], {**SECRETS, "VISIBILITY_TIMEOUT": "420",
-                                         "ENGAGEHOOK_DATA_DIR": str(tmp_path)})
+        result = engagehook(
+            ["config"],
+            {**SECRETS, "VISIBILITY_TIMEOUT": "420", "ENGAGEHOOK_DATA_DIR": str(tmp_path)},
+        )
         assert result.returncode == 0, result.stderr
         shown = json.loads(result.stdout)
         assert shown["visibility_timeout"] == 420
@@ -111,8 +129,9 @@ class TestConfigCommand:
         assert shown["flower_basic_auth"] == ["ops:***"]
         assert shown["redis_url"] == "redis://:***@cache:6379/0"
         assert shown["database_url"] == "postgresql+psycopg://engagehook:***@db:5432/engagehook"
-        leaked = [secret for secret in SECRET_VALUES
-                  if secret in result.stdout or secret in result.stderr]
+        leaked = [
+            secret for secret in SECRET_VALUES if secret in result.stdout or secret in result.stderr
+        ]
         assert leaked == []
 
 
@@ -123,8 +142,10 @@ class TestVisibilityTimeoutCheck:
         # Imported here, not at collection: registering the tasks early changes other tests.
         from workers import tasks
 
-        expected = sum(min(tasks.RETRY_BACKOFF_MAX, tasks.RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
-                       for n in range(tasks.EVENT_MAX_RETRIES))
+        expected = sum(
+            min(tasks.RETRY_BACKOFF_MAX, tasks.RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
+            for n in range(tasks.EVENT_MAX_RETRIES)
+        )
         assert cli.worst_case_retry_seconds() == expected
         assert expected < Settings().visibility_timeout
 

@@ -15,8 +15,13 @@ def loaded_after(import_line: str, modules: list[str]) -> list[str]:
 
 
 def test_ingest_loads_no_worker_logic_no_handlers_no_marshmallow():
-    assert loaded_after("import ingest.app; ingest.app.create_app({})",
-                        ["workers.tasks", "handlers", "marshmallow", "workers.validation"]) == []
+    assert (
+        loaded_after(
+            "import ingest.app; ingest.app.create_app({})",
+            ["workers.tasks", "handlers", "marshmallow", "workers.validation"],
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("module", ["handlers", "handlers.store", "handlers.hooks"])

@@ -29,12 +29,31 @@ from tests.processes import wait_http_ok
 from tests.processes import wait_until
 
 # Fields of the sender's payload that name, reach or describe a person, or are free text.
-PERSONAL_KEYS = frozenset({
-    "email", "communicationEmail", "firstName", "lastName", "phoneNumber", "name",
-    "internalNotes", "messageForCustomer", "message", "value", "description", "token",
-    "videoUrl", "cancelUrl", "editUrl", "inviteUrl", "googleCalendarUrl", "icalUrl",
-    "office365CalendarUrl", "profilePictureUrl", "staticVideoUrl",
-})
+PERSONAL_KEYS = frozenset(
+    {
+        "email",
+        "communicationEmail",
+        "firstName",
+        "lastName",
+        "phoneNumber",
+        "name",
+        "internalNotes",
+        "messageForCustomer",
+        "message",
+        "value",
+        "description",
+        "token",
+        "videoUrl",
+        "cancelUrl",
+        "editUrl",
+        "inviteUrl",
+        "googleCalendarUrl",
+        "icalUrl",
+        "office365CalendarUrl",
+        "profilePictureUrl",
+        "staticVideoUrl",
+    }
+)
 MIN_LENGTH = 5  # shorter strings ("nl", "Gent") could match unrelated text by chance
 
 
@@ -52,8 +71,9 @@ def personal_values(payload: Any) -> set[str]:
     return found
 
 
-def record(message: str = "hello", *args: object, exc_info=None,
-           **extra: object) -> logging.LogRecord:
+def record(
+    message: str = "hello", *args: object, exc_info=None, **extra: object
+) -> logging.LogRecord:
     made = logging.LogRecord("engagehook.test", logging.INFO, __file__, 1, message, args, exc_info)
     made.__dict__.update(extra)
     return made
@@ -75,9 +95,13 @@ def no_bound_identifiers():
 @pytest.fixture
 def restored_logging():
     """Undo what configuring a role does to this test process's loggers."""
-    saved = {name: (list(lg.handlers), lg.level)
-             for name, lg in (("", logging.getLogger()),
-                              ("multiprocessing", logging.getLogger("multiprocessing")))}
+    saved = {
+        name: (list(lg.handlers), lg.level)
+        for name, lg in (
+            ("", logging.getLogger()),
+            ("multiprocessing", logging.getLogger("multiprocessing")),
+        )
+    }
     yield
     for name, (handlers, level) in saved.items():
         logger = logging.getLogger(name or None)
@@ -90,8 +114,12 @@ class TestPersonalValues:
 
     def test_customer_and_employee_details_and_free_text_are_found(self):
         found = personal_values(load_payload("CREATE"))
-        assert {"jan.janssens@example.com", "Janssens", "+32 470 00 00 01",
-                "Klant heeft al een offerte van een andere bank."} <= found
+        assert {
+            "jan.janssens@example.com",
+            "Janssens",
+            "+32 470 00 00 01",
+            "Klant heeft al een offerte van een andere bank.",
+        } <= found
         assert "CREATE" not in found and load_payload("CREATE")["id"] not in found
 
 
@@ -107,8 +135,15 @@ class TestJsonFormatter:
         assert out["ts"].endswith("+00:00")
 
     def test_identifiers_are_kept_and_unknown_extras_dropped(self):
-        out = formatted(record(event_id="e-1", event_type="CREATE", outcome="processed",
-                               data={"args": "the raw body"}, customer="Jan"))
+        out = formatted(
+            record(
+                event_id="e-1",
+                event_type="CREATE",
+                outcome="processed",
+                data={"args": "the raw body"},
+                customer="Jan",
+            )
+        )
         assert out["event_id"] == "e-1"
         assert out["event_type"] == "CREATE"
         assert out["outcome"] == "processed"
@@ -122,8 +157,11 @@ class TestJsonFormatter:
     def test_bound_identifiers_appear_on_every_line_until_cleared(self):
         logs.bind(event_id="e-2", correlation_id="c-2", event_type="CANCEL", appointment_id="a-2")
         assert {k: formatted(record())[k] for k in logs.IDENTIFIERS} == {
-            "event_id": "e-2", "correlation_id": "c-2", "event_type": "CANCEL",
-            "appointment_id": "a-2"}
+            "event_id": "e-2",
+            "correlation_id": "c-2",
+            "event_type": "CANCEL",
+            "appointment_id": "a-2",
+        }
         logs.clear()
         assert "event_id" not in formatted(record())
 
@@ -140,13 +178,16 @@ class TestJsonFormatter:
             assert formatted(record())["event_id"] == "inner"
         assert formatted(record())["event_id"] == "outer"
 
-    @pytest.mark.parametrize("text,leak", [
-        ("customer jan.janssens@example.com wrote", "jan.janssens@example.com"),
-        ("call +32 470 00 00 01 now", "+32 470 00 00 01"),
-        ("GET /webhooks?token=s3cr3t-token HTTP/1.1", "s3cr3t-token"),
-        ("https://video.example.com/meet/1?t=pQ7vN2xK9mR4", "pQ7vN2xK9mR4"),
-        ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
-    ])
+    @pytest.mark.parametrize(
+        "text,leak",
+        [
+            ("customer jan.janssens@example.com wrote", "jan.janssens@example.com"),
+            ("call +32 470 00 00 01 now", "+32 470 00 00 01"),
+            ("GET /webhooks?token=s3cr3t-token HTTP/1.1", "s3cr3t-token"),
+            ("https://video.example.com/meet/1?t=pQ7vN2xK9mR4", "pQ7vN2xK9mR4"),
+            ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
+        ],
+    )
     def test_personal_values_in_a_message_are_masked(self, text, leak):
         assert leak not in formatted(record("%s", text))["message"]
 
@@ -165,8 +206,15 @@ class TestJsonFormatter:
 
     def test_library_debug_lines_with_task_arguments_are_dropped(self):
         drop = logs.DropPayloadEcho()
-        pool_line = logging.LogRecord("celery.pool", logging.DEBUG, __file__, 1,
-                                      "TaskPool: Apply (args:%s)", ("the raw body",), None)
+        pool_line = logging.LogRecord(
+            "celery.pool",
+            logging.DEBUG,
+            __file__,
+            1,
+            "TaskPool: Apply (args:%s)",
+            ("the raw body",),
+            None,
+        )
         assert drop.filter(pool_line) is False
         assert drop.filter(record()) is True
 
@@ -222,29 +270,42 @@ class TestGunicornAccessLog:
         return [json.loads(line) for line in stream.getvalue().splitlines()]
 
     def test_access_line_has_the_path_without_the_token(self, restored_logging):
-        [line] = self.access_lines({"REQUEST_METHOD": "GET", "PATH_INFO": "/admin/events/e-1",
-                                    "QUERY_STRING": "token=s3cr3t"})
+        [line] = self.access_lines(
+            {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": "/admin/events/e-1",
+                "QUERY_STRING": "token=s3cr3t",
+            }
+        )
         assert (line["http_method"], line["path"], line["status"]) == (
-            "GET", "/admin/events/e-1", 202)
+            "GET",
+            "/admin/events/e-1",
+            202,
+        )
         assert line["duration_ms"] == 12.0
 
     def test_webhook_requests_get_no_access_line(self, restored_logging):
         # The app's own "webhook <outcome>" line is the one line of such a request.
-        assert self.access_lines({"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks",
-                                  "QUERY_STRING": "token=s3cr3t"}) == []
+        assert (
+            self.access_lines(
+                {"REQUEST_METHOD": "POST", "PATH_INFO": "/webhooks", "QUERY_STRING": "token=s3cr3t"}
+            )
+            == []
+        )
 
 
 class TestWebhookLogLine:
     """Each POST /webhooks is logged once by the app, with the request and the identifiers."""
 
-    def webhook_lines(self, client, caplog, data: bytes,
-                      content_type: str = "application/json") -> list[dict[str, Any]]:
+    def webhook_lines(
+        self, client, caplog, data: bytes, content_type: str = "application/json"
+    ) -> list[dict[str, Any]]:
         with caplog.at_level(logging.INFO, logger="ingest"):
-            client.post("/webhooks?token=s3cr3t", data=data,
-                        headers={"Content-Type": content_type})
+            client.post("/webhooks?token=s3cr3t", data=data, headers={"Content-Type": content_type})
         formatter = logs.JsonFormatter("web")
-        return [json.loads(formatter.format(r)) for r in caplog.records
-                if r.name == "ingest.metrics"]
+        return [
+            json.loads(formatter.format(r)) for r in caplog.records if r.name == "ingest.metrics"
+        ]
 
     def test_queued_webhook_line_has_request_and_identifiers(self, client, caplog):
         payload = load_payload("CREATE")
@@ -252,10 +313,17 @@ class TestWebhookLogLine:
         assert line["message"] == "webhook queued"
         assert (line["http_method"], line["path"], line["status"]) == ("POST", "/webhooks", 202)
         assert line["duration_ms"] >= 0
-        assert (line["event_id"], line["correlation_id"], line["event_type"],
-                line["appointment_id"]) == (
-            payload["id"], payload["correlationId"], payload["data"]["eventType"],
-            payload["data"]["appointment"]["id"])
+        assert (
+            line["event_id"],
+            line["correlation_id"],
+            line["event_type"],
+            line["appointment_id"],
+        ) == (
+            payload["id"],
+            payload["correlationId"],
+            payload["data"]["eventType"],
+            payload["data"]["appointment"]["id"],
+        )
         assert not personal_values(payload) & set(map(str, line.values()))
 
     def test_rejected_webhook_line_is_a_warning_with_its_reason(self, client, caplog):
@@ -274,8 +342,12 @@ class TestNoPersonalDataInLogs:
 
     def test_whole_pipeline_logs_identifiers_and_no_personal_data(self, tmp_path):
         port = free_port()
-        env = {"ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"), "WEBHOOK_TOKEN": self.TOKEN,
-               "ADMIN_TOKEN": self.ADMIN, "LOG_LEVEL": "INFO"}
+        env = {
+            "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+            "WEBHOOK_TOKEN": self.TOKEN,
+            "ADMIN_TOKEN": self.ADMIN,
+            "LOG_LEVEL": "INFO",
+        }
         log = tmp_path / "serve.log"
         serve = start(["serve", "--port", str(port)], env, log)
         base = f"http://127.0.0.1:{port}"
@@ -287,17 +359,33 @@ class TestNoPersonalDataInLogs:
         try:
             wait_http_ok(f"{base}/readyz", timeout=60)
             for payload in [*payloads, payloads[0], unknown, invalid]:
-                response = httpx.post(f"{base}/webhooks?token={self.TOKEN}", content=body(payload),
-                                      headers={"Content-Type": "application/json"}, timeout=10)
+                response = httpx.post(
+                    f"{base}/webhooks?token={self.TOKEN}",
+                    content=body(payload),
+                    headers={"Content-Type": "application/json"},
+                    timeout=10,
+                )
                 assert response.status_code == 202, response.text
-            httpx.post(f"{base}/webhooks?token={self.TOKEN}",
-                       content=b'{"email": "leak.in.broken.json@example.com"',
-                       headers={"Content-Type": "application/json"}, timeout=10)
+            httpx.post(
+                f"{base}/webhooks?token={self.TOKEN}",
+                content=b'{"email": "leak.in.broken.json@example.com"',
+                headers={"Content-Type": "application/json"},
+                timeout=10,
+            )
             for payload in [*payloads, unknown, invalid]:
-                wait_until(lambda p=payload: (cli_json(["event", p["id"]], env)[1] or {}).get(
-                    "state") in ("processed", "dead_lettered"), timeout=60, interval=0.3)
-            admin = httpx.get(f"{base}/admin/events/{payloads[0]['id']}",
-                              headers={"Authorization": f"Bearer {self.ADMIN}"}, timeout=10)
+                wait_until(
+                    lambda p=payload: (
+                        (cli_json(["event", p["id"]], env)[1] or {}).get("state")
+                        in ("processed", "dead_lettered")
+                    ),
+                    timeout=60,
+                    interval=0.3,
+                )
+            admin = httpx.get(
+                f"{base}/admin/events/{payloads[0]['id']}",
+                headers={"Authorization": f"Bearer {self.ADMIN}"},
+                timeout=10,
+            )
             assert admin.status_code == 200
         finally:
             # The supervisor alone is signalled, as a service manager would: it stops its
@@ -315,17 +403,31 @@ class TestNoPersonalDataInLogs:
         leaks = set()
         for payload in [*payloads, unknown, invalid]:
             leaks |= {value for value in personal_values(payload) if value in text}
-        leaks |= {value for value in (self.TOKEN, self.ADMIN, "Janneke de Vries",
-                                      "leak.in.broken.json@example.com") if value in text}
+        leaks |= {
+            value
+            for value in (
+                self.TOKEN,
+                self.ADMIN,
+                "Janneke de Vries",
+                "leak.in.broken.json@example.com",
+            )
+            if value in text
+        }
         assert leaks == set()
 
         assert {"serve", "web", "worker"} <= {line.get("role") for line in lines}
         for payload in payloads:
-            ids = {"event_id": payload["id"], "correlation_id": payload["correlationId"],
-                   "event_type": payload["data"]["eventType"],
-                   "appointment_id": payload["data"]["appointment"]["id"]}
+            ids = {
+                "event_id": payload["id"],
+                "correlation_id": payload["correlationId"],
+                "event_type": payload["data"]["eventType"],
+                "appointment_id": payload["data"]["appointment"]["id"],
+            }
             carrying = [line for line in lines if all(line.get(k) == v for k, v in ids.items())]
             assert {line["role"] for line in carrying} == {"web", "worker"}
-        dead = [line for line in lines if line.get("event_id") == "evt-invalid"
-                and line.get("reason") == "invalid"]
+        dead = [
+            line
+            for line in lines
+            if line.get("event_id") == "evt-invalid" and line.get("reason") == "invalid"
+        ]
         assert dead and all("error_paths" in line for line in dead)

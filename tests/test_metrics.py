@@ -64,16 +64,19 @@ def scrape(client) -> str:
 class TestClassify:
     """Each answer of POST /webhooks maps to one bounded (outcome, reason) pair."""
 
-    @pytest.mark.parametrize("status,document,expected", [
-        (202, {"status": "queued", "stored": "queued"}, ("queued", "")),
-        (202, {"status": "queued", "stored": "spooled"}, ("spooled", "")),
-        (200, {"status": "duplicate", "id": "e"}, ("duplicate", "")),
-        (400, {"error": "invalid_json", "message": "..."}, ("rejected", "invalid_json")),
-        (401, {"error": "unauthorized", "message": "..."}, ("rejected", "unauthorized")),
-        (503, {"error": "unavailable", "message": "..."}, ("rejected", "unavailable")),
-        (400, {"error": "Not A Code <script>", "message": "..."}, ("rejected", "http_400")),
-        (500, None, ("rejected", "http_500")),
-    ])
+    @pytest.mark.parametrize(
+        "status,document,expected",
+        [
+            (202, {"status": "queued", "stored": "queued"}, ("queued", "")),
+            (202, {"status": "queued", "stored": "spooled"}, ("spooled", "")),
+            (200, {"status": "duplicate", "id": "e"}, ("duplicate", "")),
+            (400, {"error": "invalid_json", "message": "..."}, ("rejected", "invalid_json")),
+            (401, {"error": "unauthorized", "message": "..."}, ("rejected", "unauthorized")),
+            (503, {"error": "unavailable", "message": "..."}, ("rejected", "unavailable")),
+            (400, {"error": "Not A Code <script>", "message": "..."}, ("rejected", "http_400")),
+            (500, None, ("rejected", "http_500")),
+        ],
+    )
     def test_answer_is_classified(self, status, document, expected):
         assert ingest_metrics.classify(status, document) == expected
 
@@ -87,24 +90,36 @@ class TestWebhookCounters:
         assert value(text, "engagehook_webhooks_received_total", outcome="queued", reason="") == 1
         assert value(text, "engagehook_webhook_ack_seconds_count", outcome="queued") == 1
 
-    @pytest.mark.parametrize("data,headers,reason", [
-        (b"{not json", JSON, "invalid_json"),
-        (b"[1, 2]", JSON, "invalid_envelope"),
-        (b'{"no": "id"}', JSON, "invalid_envelope"),
-        (b"{}", {"Content-Type": "text/plain"}, "unsupported_media_type"),
-    ])
+    @pytest.mark.parametrize(
+        "data,headers,reason",
+        [
+            (b"{not json", JSON, "invalid_json"),
+            (b"[1, 2]", JSON, "invalid_envelope"),
+            (b'{"no": "id"}', JSON, "invalid_envelope"),
+            (b"{}", {"Content-Type": "text/plain"}, "unsupported_media_type"),
+        ],
+    )
     def test_rejection_is_counted_by_its_error_code(self, client, data, headers, reason):
         assert client.post("/webhooks", data=data, headers=headers).status_code >= 400
         text = scrape(client)
-        assert value(text, "engagehook_webhooks_received_total", outcome="rejected",
-                     reason=reason) == 1
+        assert (
+            value(text, "engagehook_webhooks_received_total", outcome="rejected", reason=reason)
+            == 1
+        )
         assert total(text, "engagehook_webhooks_received_total", outcome="queued") == 0
 
     def test_wrong_token_is_counted_as_unauthorized(self, env, queue):
         client = create_app({**env, "WEBHOOK_TOKEN": "right"}, queue=queue).test_client()
         client.post("/webhooks?token=wrong", data=body(load_payload()), headers=JSON)
-        assert value(scrape(client), "engagehook_webhooks_received_total", outcome="rejected",
-                     reason="unauthorized") == 1
+        assert (
+            value(
+                scrape(client),
+                "engagehook_webhooks_received_total",
+                outcome="rejected",
+                reason="unauthorized",
+            )
+            == 1
+        )
 
     def test_metrics_needs_no_webhook_token(self, env, queue):
         client = create_app({**env, "WEBHOOK_TOKEN": "right"}, queue=queue).test_client()
@@ -115,8 +130,15 @@ class TestWebhookCounters:
     def test_broker_down_without_spool_is_counted_as_unavailable(self, env):
         client = create_app(env, queue=UnreachableQueue()).test_client()
         assert client.post("/webhooks", data=body(load_payload()), headers=JSON).status_code == 503
-        assert value(scrape(client), "engagehook_webhooks_received_total", outcome="rejected",
-                     reason="unavailable") == 1
+        assert (
+            value(
+                scrape(client),
+                "engagehook_webhooks_received_total",
+                outcome="rejected",
+                reason="unavailable",
+            )
+            == 1
+        )
 
     def test_spooled_webhook_is_counted_and_shows_in_spool_depth(self, env, data_dir):
         settings = Settings.from_env(env)
@@ -141,7 +163,8 @@ class TestStateGauges:
     def test_embedded_queue_depth_counts_waiting_messages(self, env, client):
         settings = Settings.from_env(env)
         CeleryQueue(create_celery_app(settings)).enqueue(
-            body(load_payload()), event_id="e-1", event_type="CREATE", appointment_id="a-1")
+            body(load_payload()), event_id="e-1", event_type="CREATE", appointment_id="a-1"
+        )
         text = scrape(client)
         assert value(text, "engagehook_queue_depth", queue="engagehook") == 1
         assert value(text, "engagehook_queue_depth", queue="engagehook.hooks") == 0
@@ -150,8 +173,12 @@ class TestStateGauges:
     def test_dead_letters_are_counted_from_the_store(self, env, client):
         store = Store(Settings.from_env(env).store_url)
         store.migrate()
-        store.dead_letter(event_id="bad-1", raw_body="{}", reason="invalid",
-                          errors=[{"path": "id", "message": "missing"}])
+        store.dead_letter(
+            event_id="bad-1",
+            raw_body="{}",
+            reason="invalid",
+            errors=[{"path": "id", "message": "missing"}],
+        )
         text = scrape(client)
         assert value(text, "engagehook_dead_letters", kind="event") == 1
         assert value(text, "engagehook_dead_letters", kind="hook") == 0
@@ -166,9 +193,14 @@ class TestStateGauges:
 
     def test_unreachable_broker_and_store_are_reported_not_fatal(self, env, queue):
         closed = free_port()
-        client = create_app({**env, "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
-                             "DATABASE_URL": f"postgresql+psycopg://u@127.0.0.1:{closed}/db"},
-                            queue=queue).test_client()
+        client = create_app(
+            {
+                **env,
+                "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+                "DATABASE_URL": f"postgresql+psycopg://u@127.0.0.1:{closed}/db",
+            },
+            queue=queue,
+        ).test_client()
         text = scrape(client)
         assert value(text, "engagehook_source_up", source="broker") == 0
         assert value(text, "engagehook_source_up", source="store") == 0
@@ -207,34 +239,58 @@ def counted(name: str, **labels: str) -> float:
 class TestWorkerMetrics:
     """Task signals count outcomes by eventType with bounded labels."""
 
-    @pytest.mark.parametrize("label,argsrepr,expected", [
-        ("processed:CREATE", None, ("CREATE", "processed", "")),
-        ("stale:RESCHEDULE", None, ("RESCHEDULE", "stale", "")),
-        ("duplicate", "(event_id='e', eventType='CANCEL', appointment_id='a')",
-         ("CANCEL", "duplicate", "")),
-        ("dead_lettered:invalid", "(event_id='e', eventType=None, appointment_id=None)",
-         ("unknown", "dead_lettered", "invalid")),
-        ("dead_lettered:unsupported-eventType",
-         "(event_id='e', eventType='BRAND_NEW', appointment_id='a')",
-         ("unknown", "dead_lettered", "unsupported-eventType")),
-        ("dead_lettered:transient", "(event_id='e', eventType='COMPLETE', appointment_id='a')",
-         ("COMPLETE", "dead_lettered", "transient")),
-        ("something else", None, ("unknown", "other", "")),
-    ])
+    @pytest.mark.parametrize(
+        "label,argsrepr,expected",
+        [
+            ("processed:CREATE", None, ("CREATE", "processed", "")),
+            ("stale:RESCHEDULE", None, ("RESCHEDULE", "stale", "")),
+            (
+                "duplicate",
+                "(event_id='e', eventType='CANCEL', appointment_id='a')",
+                ("CANCEL", "duplicate", ""),
+            ),
+            (
+                "dead_lettered:invalid",
+                "(event_id='e', eventType=None, appointment_id=None)",
+                ("unknown", "dead_lettered", "invalid"),
+            ),
+            (
+                "dead_lettered:unsupported-eventType",
+                "(event_id='e', eventType='BRAND_NEW', appointment_id='a')",
+                ("unknown", "dead_lettered", "unsupported-eventType"),
+            ),
+            (
+                "dead_lettered:transient",
+                "(event_id='e', eventType='COMPLETE', appointment_id='a')",
+                ("COMPLETE", "dead_lettered", "transient"),
+            ),
+            ("something else", None, ("unknown", "other", "")),
+        ],
+    )
     def test_outcome_label_maps_to_bounded_labels(self, label, argsrepr, expected):
         assert worker_metrics.event_labels(label, argsrepr) == expected
 
     def test_finished_task_is_counted_with_its_latency(self):
         task = FakeTask(PROCESS_WEBHOOK, "(event_id='e', eventType='ACCEPT', appointment_id='a')")
-        before = counted("engagehook_events_processed_total", event_type="ACCEPT",
-                         outcome="duplicate", reason="")
+        before = counted(
+            "engagehook_events_processed_total", event_type="ACCEPT", outcome="duplicate", reason=""
+        )
         observed = counted("engagehook_event_processing_seconds_count", event_type="ACCEPT")
         worker_metrics._on_prerun(task_id="t-1", task=task)
         worker_metrics._on_postrun(task_id="t-1", task=task, retval="duplicate", state="SUCCESS")
-        assert counted("engagehook_events_processed_total", event_type="ACCEPT",
-                       outcome="duplicate", reason="") == before + 1
-        assert counted("engagehook_event_processing_seconds_count",
-                       event_type="ACCEPT") == observed + 1
+        assert (
+            counted(
+                "engagehook_events_processed_total",
+                event_type="ACCEPT",
+                outcome="duplicate",
+                reason="",
+            )
+            == before + 1
+        )
+        assert (
+            counted("engagehook_event_processing_seconds_count", event_type="ACCEPT")
+            == observed + 1
+        )
 
     def test_retrying_task_is_counted_as_retry_not_outcome(self):
         task = FakeTask(PROCESS_WEBHOOK, "(event_id='e', eventType='REOPEN', appointment_id='a')")
@@ -243,16 +299,26 @@ class TestWorkerMetrics:
         worker_metrics._on_retry(sender=task)
         worker_metrics._on_postrun(task_id="t-2", task=task, retval=None, state="RETRY")
         assert counted("engagehook_task_retries_total", task=PROCESS_WEBHOOK) == retries + 1
-        assert counted("engagehook_events_processed_total", event_type="REOPEN",
-                       outcome="other", reason="") == 0
+        assert (
+            counted(
+                "engagehook_events_processed_total", event_type="REOPEN", outcome="other", reason=""
+            )
+            == 0
+        )
 
-    @pytest.mark.parametrize("retval,outcome", [
-        ("hook:sync_crm", "hook"), ("skipped", "skipped"), ("dead_lettered:hook", "dead_lettered"),
-    ])
+    @pytest.mark.parametrize(
+        "retval,outcome",
+        [
+            ("hook:sync_crm", "hook"),
+            ("skipped", "skipped"),
+            ("dead_lettered:hook", "dead_lettered"),
+        ],
+    )
     def test_hook_runs_are_counted_by_outcome(self, retval, outcome):
         before = counted("engagehook_hook_runs_total", outcome=outcome)
-        worker_metrics._on_postrun(task_id="h", task=FakeTask(RUN_HOOK), retval=retval,
-                                   state="SUCCESS")
+        worker_metrics._on_postrun(
+            task_id="h", task=FakeTask(RUN_HOOK), retval=retval, state="SUCCESS"
+        )
         assert counted("engagehook_hook_runs_total", outcome=outcome) == before + 1
 
     def test_failed_task_is_counted(self):
@@ -285,12 +351,18 @@ class TestMultiprocessDeployment:
     @pytest.fixture
     def deployment(self, tmp_path, redis_url, postgres_url):
         web_port, metrics_port = free_port(), free_port()
-        env = {"REDIS_URL": redis_url, "DATABASE_URL": postgres_url,
-               "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}
+        env = {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": postgres_url,
+            "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+        }
         migrate = start(["migrate"], env, tmp_path / "migrate.log")
         assert migrate.wait(timeout=60) == 0
-        worker = start(["worker", "--concurrency", "2", "--metrics-port", str(metrics_port)], env,
-                       tmp_path / "worker.log")
+        worker = start(
+            ["worker", "--concurrency", "2", "--metrics-port", str(metrics_port)],
+            env,
+            tmp_path / "worker.log",
+        )
         web = start(["web", "--port", str(web_port), "--workers", "3"], env, tmp_path / "web.log")
         try:
             wait_http_ok(f"http://127.0.0.1:{web_port}/readyz", timeout=60)
@@ -306,14 +378,20 @@ class TestMultiprocessDeployment:
         for n in range(3):
             for path in EXAMPLE_FILES:
                 event_type = json.loads(path.read_text())["data"]["eventType"]
-                payload = envelope(event_type, base=path.stem, event_id=f"m-{path.stem}-{n}",
-                                   appointment_id=f"ma-{path.stem}-{n}")
+                payload = envelope(
+                    event_type,
+                    base=path.stem,
+                    event_id=f"m-{path.stem}-{n}",
+                    appointment_id=f"ma-{path.stem}-{n}",
+                )
                 assert post(f"{web}/webhooks", body(payload)).status_code == 202
                 sent[event_type] = sent.get(event_type, 0) + 1
-        first = envelope(base=EXAMPLE_FILES[0].stem,
-                         event_type=json.loads(EXAMPLE_FILES[0].read_text())["data"]["eventType"],
-                         event_id=f"m-{EXAMPLE_FILES[0].stem}-0",
-                         appointment_id=f"ma-{EXAMPLE_FILES[0].stem}-0")
+        first = envelope(
+            base=EXAMPLE_FILES[0].stem,
+            event_type=json.loads(EXAMPLE_FILES[0].read_text())["data"]["eventType"],
+            event_id=f"m-{EXAMPLE_FILES[0].stem}-0",
+            appointment_id=f"ma-{EXAMPLE_FILES[0].stem}-0",
+        )
         post(f"{web}/webhooks", body(first))  # the same id again: a duplicate for the worker
         invalid = envelope(event_id="m-invalid", appointment_id="ma-invalid", status=12345)
         assert post(f"{web}/webhooks", body(invalid)).status_code == 202
@@ -328,21 +406,42 @@ class TestMultiprocessDeployment:
 
         text = wait_until(worker_done, timeout=60, interval=0.5)
         for event_type, count in sent.items():
-            assert value(text, "engagehook_events_processed_total", event_type=event_type,
-                         outcome="processed", reason="") == count
+            assert (
+                value(
+                    text,
+                    "engagehook_events_processed_total",
+                    event_type=event_type,
+                    outcome="processed",
+                    reason="",
+                )
+                == count
+            )
         assert total(text, "engagehook_events_processed_total", outcome="duplicate") == 1
-        assert total(text, "engagehook_events_processed_total", outcome="dead_lettered",
-                     reason="invalid") == 1
+        assert (
+            total(
+                text, "engagehook_events_processed_total", outcome="dead_lettered", reason="invalid"
+            )
+            == 1
+        )
         assert total(text, "engagehook_event_processing_seconds_count") == accepted
 
         # Each scrape may be answered by a different gunicorn worker: all must agree.
         for _ in range(6):
             text = httpx.get(f"{web}/metrics", timeout=5).text
-            assert total(text, "engagehook_webhooks_received_total",
-                         outcome="queued") + total(text, "engagehook_webhooks_received_total",
-                                                   outcome="duplicate") == accepted
-            assert value(text, "engagehook_webhooks_received_total", outcome="rejected",
-                         reason="invalid_json") == 2
+            assert (
+                total(text, "engagehook_webhooks_received_total", outcome="queued")
+                + total(text, "engagehook_webhooks_received_total", outcome="duplicate")
+                == accepted
+            )
+            assert (
+                value(
+                    text,
+                    "engagehook_webhooks_received_total",
+                    outcome="rejected",
+                    reason="invalid_json",
+                )
+                == 2
+            )
             assert value(text, "engagehook_dead_letters", kind="event") == 1
             assert value(text, "engagehook_queue_depth", queue="engagehook") == 0
             assert value(text, "engagehook_source_up", source="store") == 1

@@ -31,8 +31,12 @@ class ScriptedServer:
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
-        return httpx.Response(answer, json={"status": "queued", "id": "e-1"} if answer < 300
-                              else {"error": "unavailable", "message": "retry"})
+        return httpx.Response(
+            answer,
+            json={"status": "queued", "id": "e-1"}
+            if answer < 300
+            else {"error": "unavailable", "message": "retry"},
+        )
 
 
 def run(tmp_path, server, *files_and_options: str, write: dict[str, str] | None = None):
@@ -51,7 +55,10 @@ class TestRetrySchedule:
         server = ScriptedServer(202)
         status, sleeps = run(tmp_path, server)
         assert (status, sleeps, len(server.requests)) == (0, [], 1)
-        assert "e-1.json: delivered after 1 attempt(s), last HTTP 202: queued e-1" in capsys.readouterr().out
+        assert (
+            "e-1.json: delivered after 1 attempt(s), last HTTP 202: queued e-1"
+            in capsys.readouterr().out
+        )
 
     def test_failures_are_retried_after_2_then_10_seconds(self, tmp_path, capsys):
         server = ScriptedServer(503, 500, 202)
@@ -82,7 +89,8 @@ class TestRetrySchedule:
         server = ScriptedServer(202)
         (tmp_path / "ok.json").write_text('{"id": "ok"}')
         args = build_parser().parse_args(
-            ["send", str(tmp_path / "missing.json"), str(tmp_path / "ok.json"), "--url", URL])
+            ["send", str(tmp_path / "missing.json"), str(tmp_path / "ok.json"), "--url", URL]
+        )
         status = sender.main(args, sleep=lambda _: None, transport=httpx.MockTransport(server))
         out = capsys.readouterr().out
         assert status == 1
@@ -118,12 +126,25 @@ class TestAgainstIngest:
         app = create_app({**env, "WEBHOOK_TOKEN": "tok", "WEBHOOK_HMAC_SECRET": "sec"}, queue=queue)
         raw = body(envelope(event_id="e-ingest"))
         (tmp_path / "e.json").write_text(raw)
-        args = build_parser().parse_args(["send", str(tmp_path / "e.json"), "--url", URL,
-                                          "--token", "tok", "--hmac-secret", "sec"])
+        args = build_parser().parse_args(
+            [
+                "send",
+                str(tmp_path / "e.json"),
+                "--url",
+                URL,
+                "--token",
+                "tok",
+                "--hmac-secret",
+                "sec",
+            ]
+        )
         status = sender.main(args, sleep=lambda _: None, transport=httpx.WSGITransport(app=app))
         assert status == 0
         assert queue.bodies == [raw]
-        assert "delivered after 1 attempt(s), last HTTP 202: queued e-ingest" in capsys.readouterr().out
+        assert (
+            "delivered after 1 attempt(s), last HTTP 202: queued e-ingest"
+            in capsys.readouterr().out
+        )
 
     def test_a_server_that_never_answers_times_out_and_is_given_up(self, tmp_path, capsys):
         listener = socket.socket()
@@ -145,8 +166,9 @@ class TestAgainstIngest:
         try:
             (tmp_path / "e.json").write_text(json.dumps({"id": "e-1"}))
             url = f"http://127.0.0.1:{listener.getsockname()[1]}/webhooks"
-            args = build_parser().parse_args(["send", str(tmp_path / "e.json"), "--url", url,
-                                              "--timeout", "0.3"])
+            args = build_parser().parse_args(
+                ["send", str(tmp_path / "e.json"), "--url", url, "--timeout", "0.3"]
+            )
             status = sender.main(args, delays=(0, 0))
         finally:
             stop.set()

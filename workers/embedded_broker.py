@@ -176,8 +176,10 @@ def restore_orphans(broker_url: str, held_longer_than: float) -> int:
         cutoff = datetime.datetime.now() - datetime.timedelta(seconds=held_longer_than)
         with engine.begin() as conn:
             result = conn.execute(
-                text("UPDATE kombu_message SET visible = 1"
-                     " WHERE visible = 0 AND timestamp <= :cutoff"),
+                text(
+                    "UPDATE kombu_message SET visible = 1"
+                    " WHERE visible = 0 AND timestamp <= :cutoff"
+                ),
                 {"cutoff": cutoff},
             )
             return int(result.rowcount or 0)

@@ -53,8 +53,13 @@ def _oldest_queued_since(client: redis.Redis) -> float | None:
     return float(score) if score is not None else None
 
 
-def recover(client: redis.Redis, store: Store, republish: Callable[[str, str], None],
-            older_than: float, now: float | None = None) -> dict[str, int]:
+def recover(
+    client: redis.Redis,
+    store: Store,
+    republish: Callable[[str, str], None],
+    older_than: float,
+    now: float | None = None,
+) -> dict[str, int]:
     """Republish lost webhooks and drop the ids the store already settled.
 
     An id is lost when it was published more than ``older_than`` seconds ago, before the
@@ -67,8 +72,10 @@ def recover(client: redis.Redis, store: Store, republish: Callable[[str, str], N
     if oldest_queued is None:
         return {"settled": 0, "republished": 0}
     horizon = min(now - older_than, oldest_queued)
-    ids = [i.decode() if isinstance(i, bytes) else i
-           for i in client.zrangebyscore(INFLIGHT_SINCE, "-inf", f"({horizon}", start=0, num=BATCH)]
+    ids = [
+        i.decode() if isinstance(i, bytes) else i
+        for i in client.zrangebyscore(INFLIGHT_SINCE, "-inf", f"({horizon}", start=0, num=BATCH)
+    ]
     if not ids:
         return {"settled": 0, "republished": 0}
     unfinished = store.unfinished_event_ids(ids)

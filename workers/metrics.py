@@ -99,8 +99,9 @@ def _on_prerun(task_id: str | None = None, **_kwargs: object) -> None:
 
 
 @task_postrun.connect
-def _on_postrun(task_id: str | None = None, task=None, retval=None, state=None,
-                **_kwargs: object) -> None:
+def _on_postrun(
+    task_id: str | None = None, task=None, retval=None, state=None, **_kwargs: object
+) -> None:
     started = _started.pop(task_id, None) if task_id else None
     if state != "SUCCESS" or task is None:
         return  # retries and failures have their own signals
@@ -138,8 +139,12 @@ def serve(port: int, host: str = "0.0.0.0") -> bool:
     try:
         start_http_server(port, addr=host, registry=exposition_registry())
     except OSError as exc:
-        logger.error("worker metrics not served: port %d unavailable (%s)", port,
-                     exc.__class__.__name__, extra={"port": port})
+        logger.error(
+            "worker metrics not served: port %d unavailable (%s)",
+            port,
+            exc.__class__.__name__,
+            extra={"port": port},
+        )
         return False
     logger.info("worker metrics on port %d", port, extra={"port": port})
     return True

@@ -54,10 +54,16 @@ def process(body: str, store: Store, registry: HookRegistry, mode: str = "tolera
         )
         logger.warning(
             "event dead-lettered",
-            extra={"event_id": event_id, "event_type": err.event_type, "reason": err.reason,
-                   "error_paths": [e["path"] for e in err.errors]},
+            extra={
+                "event_id": event_id,
+                "event_type": err.event_type,
+                "reason": err.reason,
+                "error_paths": [e["path"] for e in err.errors],
+            },
         )
-        label = "duplicate" if state == "duplicate" else f"dead_lettered:{err.reason.replace(' ', '-')}"
+        label = (
+            "duplicate" if state == "duplicate" else f"dead_lettered:{err.reason.replace(' ', '-')}"
+        )
         return Outcome(label, event_id, err.event_type, err.appointment_id)
 
     logs.bind(**event.log_fields())  # every later log line of this task carries the ids
@@ -81,5 +87,7 @@ def process(body: str, store: Store, registry: HookRegistry, mode: str = "tolera
         label = "duplicate" if state == "duplicate" else "dead_lettered:handler-failed"
         return Outcome(label, event.id, event.event_type, event.appointment_id)
 
-    label = result.outcome if result.outcome == "duplicate" else f"{result.outcome}:{event.event_type}"
+    label = (
+        result.outcome if result.outcome == "duplicate" else f"{result.outcome}:{event.event_type}"
+    )
     return Outcome(label, event.id, event.event_type, event.appointment_id, result.hook_run_ids)

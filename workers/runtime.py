@@ -31,10 +31,15 @@ def build_runtime(settings: Settings, registry: HookRegistry | None = None) -> W
     registry.load(settings.hook_modules)
     broker_redis = None
     if settings.redis_url:
-        broker_redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                            socket_connect_timeout=5)
-    return WorkerRuntime(settings=settings, store=Store(settings.store_url), registry=registry,
-                         broker_redis=broker_redis)
+        broker_redis = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+    return WorkerRuntime(
+        settings=settings,
+        store=Store(settings.store_url),
+        registry=registry,
+        broker_redis=broker_redis,
+    )
 
 
 def get_runtime(settings: Settings) -> WorkerRuntime:

@@ -49,16 +49,24 @@ def sweep(settings: Settings, store: Store, celery_app: Celery) -> dict[str, int
         republished += 1
     if restored or republished:
         logger.warning("sweeper gave back %d messages and %d hook runs", restored, republished)
-    return {"restored_messages": restored, "republished_webhooks": recovered,
-            "republished_hook_runs": republished}
+    return {
+        "restored_messages": restored,
+        "republished_webhooks": recovered,
+        "republished_hook_runs": republished,
+    }
 
 
 def _recover_inflight(settings: Settings, store: Store, celery_app: Celery) -> int:
     import redis
 
     def republish(event_id: str, body: str) -> None:
-        celery_app.send_task(PROCESS_WEBHOOK, args=[body], headers={EVENT_ID_HEADER: event_id},
-                             argsrepr=f"(event_id={event_id!r}, recovered)", kwargsrepr="{}")
+        celery_app.send_task(
+            PROCESS_WEBHOOK,
+            args=[body],
+            headers={EVENT_ID_HEADER: event_id},
+            argsrepr=f"(event_id={event_id!r}, recovered)",
+            kwargsrepr="{}",
+        )
 
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
@@ -82,8 +90,9 @@ def _loop(settings: Settings, celery_app: Celery) -> None:
 def _start(sender=None, **kwargs) -> None:
     celery_app = sender.app
     settings = celery_app.conf.engagehook_settings
-    threading.Thread(target=_loop, args=(settings, celery_app), name="engagehook-sweeper",
-                     daemon=True).start()
+    threading.Thread(
+        target=_loop, args=(settings, celery_app), name="engagehook-sweeper", daemon=True
+    ).start()
 
 
 @worker_shutdown.connect

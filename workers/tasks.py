@@ -100,19 +100,29 @@ def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
         reason = f"gave up after {task.request.retries} retries: {exc}"
         try:
             runtime.store.dead_letter(
-                event_id=ids[0], raw_body=body, reason=reason,
-                errors=[{"path": "", "message": reason}], event_type=ids[1], appointment_id=ids[2],
+                event_id=ids[0],
+                raw_body=body,
+                reason=reason,
+                errors=[{"path": "", "message": reason}],
+                event_type=ids[1],
+                appointment_id=ids[2],
             )
         except TransientError:
             # The store cannot even take the dead letter: acknowledging now would lose an
             # event nothing has recorded, so keep retrying at the slowest pace until it is back.
-            raise task.retry(exc=exc, countdown=retry_countdown(task.request.retries),
-                             max_retries=task.request.retries + 1,
-                             argsrepr=_argsrepr(task)) from None
+            raise task.retry(
+                exc=exc,
+                countdown=retry_countdown(task.request.retries),
+                max_retries=task.request.retries + 1,
+                argsrepr=_argsrepr(task),
+            ) from None
         return "dead_lettered:transient", ids[0]
     try:
         runtime.store.mark_retrying(
-            event_id=ids[0], raw_body=body, reason=str(exc), event_type=ids[1],
+            event_id=ids[0],
+            raw_body=body,
+            reason=str(exc),
+            event_type=ids[1],
             appointment_id=ids[2],
         )
     except TransientError:
@@ -131,13 +141,20 @@ def _dead_letter_unexpected(task, body: str, exc: Exception) -> tuple[str, str]:
     reason = f"worker error: {exc.__class__.__name__}: {exc}"
     try:
         runtime.store.dead_letter(
-            event_id=ids[0], raw_body=body, reason=reason,
-            errors=[{"path": "", "message": reason}], event_type=ids[1], appointment_id=ids[2],
+            event_id=ids[0],
+            raw_body=body,
+            reason=reason,
+            errors=[{"path": "", "message": reason}],
+            event_type=ids[1],
+            appointment_id=ids[2],
         )
     except TransientError as store_down:
-        raise task.retry(exc=store_down, countdown=retry_countdown(task.request.retries),
-                         max_retries=task.request.retries + 1,
-                         argsrepr=_argsrepr(task)) from None
+        raise task.retry(
+            exc=store_down,
+            countdown=retry_countdown(task.request.retries),
+            max_retries=task.request.retries + 1,
+            argsrepr=_argsrepr(task),
+        ) from None
     return "dead_lettered:worker-error", ids[0]
 
 
@@ -151,8 +168,11 @@ def _identifiers(body: str) -> tuple[str, str | None, str | None]:
     try:
         event = parse_event(body)
     except Exception as err:  # noqa: BLE001 - InvalidPayload carries what it could read
-        return (getattr(err, "event_id", None) or body_fingerprint(body),
-                getattr(err, "event_type", None), getattr(err, "appointment_id", None))
+        return (
+            getattr(err, "event_id", None) or body_fingerprint(body),
+            getattr(err, "event_type", None),
+            getattr(err, "appointment_id", None),
+        )
     return event.id, event.event_type, event.appointment_id
 
 
@@ -163,7 +183,8 @@ def run_hook(self, run_id: int) -> str:
     max_retries = runtime.settings.hook_max_retries
     # The task id survives retries; a second message for the run (the sweeper's) gets a new one.
     found = runtime.store.claim_hook_run(
-        run_id, claimant=self.request.id,
+        run_id,
+        claimant=self.request.id,
         lease=timedelta(seconds=runtime.settings.visibility_timeout),
     )
     if found is None:
@@ -171,8 +192,9 @@ def run_hook(self, run_id: int) -> str:
     run, body = found
     hook = runtime.registry.get(run.hook_name)
     if hook is None:
-        runtime.store.finish_hook_run(run_id, state="dead_lettered",
-                                      error=f"no hook named {run.hook_name} is registered")
+        runtime.store.finish_hook_run(
+            run_id, state="dead_lettered", error=f"no hook named {run.hook_name} is registered"
+        )
         return "dead_lettered:unknown-hook"
     try:
         hook(parse_event(body, mode="tolerant"))
@@ -184,8 +206,9 @@ def run_hook(self, run_id: int) -> str:
             logger.warning("hook %s dead-lettered for event %s", run.hook_name, run.event_id)
             return "dead_lettered:hook"
         countdown = backoff_countdown(self.request.retries, runtime.settings.hook_retry_backoff)
-        raise self.retry(countdown=countdown, max_retries=max_retries,
-                         argsrepr=_argsrepr(self)) from None
+        raise self.retry(
+            countdown=countdown, max_retries=max_retries, argsrepr=_argsrepr(self)
+        ) from None
     runtime.store.finish_hook_run(run_id, state="done")
     return f"hook:{run.hook_name}"
 

@@ -26,8 +26,11 @@ def run_migrations_online() -> None:
 
 def run_migrations_offline() -> None:
     """Emit SQL without a database (alembic upgrade --sql)."""
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

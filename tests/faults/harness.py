@@ -58,10 +58,26 @@ class PrivateRedis:
         # What Redis acknowledged must survive its own restart: production runs it with an
         # append-only file too, and noeviction so the queue itself is never evicted.
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self._answers, timeout=20)
 
     def kill(self) -> None:
@@ -193,12 +209,18 @@ class Stream:
                 if delay > 0:
                     time.sleep(delay)
                 event_id = f"{self.prefix}-{n:06d}"
-                raw = json.dumps(envelope(event_id=event_id, appointment_id=f"{self.prefix}-appt-{n}",
-                                          updated_at=instant(n)))
+                raw = json.dumps(
+                    envelope(
+                        event_id=event_id,
+                        appointment_id=f"{self.prefix}-appt-{n}",
+                        updated_at=instant(n),
+                    )
+                )
                 self.sent += 1
                 try:
-                    response = client.post(self.url, content=raw,
-                                           headers={"Content-Type": "application/json"})
+                    response = client.post(
+                        self.url, content=raw, headers={"Content-Type": "application/json"}
+                    )
                 except httpx.HTTPError as exc:
                     self.refused[exc.__class__.__name__] += 1
                     continue
@@ -217,8 +239,9 @@ class Ledger:
 
     def outcomes(self, ids: list[str]) -> dict[str, str]:
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(EventRecord.id, EventRecord.state)
-                                .where(EventRecord.id.in_(ids))).all()
+            rows = conn.execute(
+                select(EventRecord.id, EventRecord.state).where(EventRecord.id.in_(ids))
+            ).all()
         return dict(rows)
 
     def applications(self, ids: list[str]) -> Counter:
@@ -227,7 +250,8 @@ class Ledger:
             rows = conn.execute(
                 select(AppointmentChange.event_id, func.count())
                 .where(AppointmentChange.event_id.in_(ids))
-                .group_by(AppointmentChange.event_id)).all()
+                .group_by(AppointmentChange.event_id)
+            ).all()
         return Counter(dict(rows))
 
     def assert_exactly_once(self, acked: list[str], timeout: float) -> None:
@@ -244,9 +268,10 @@ class Ledger:
             states = self.outcomes(acked)
             missing = [i for i in acked if i not in states]
             other = Counter(s for s in states.values() if s != "processed")
-            raise AssertionError(f"{len(missing)} of {len(acked)} acknowledged events never reached "
-                                 f"the store (first: {missing[:5]}); other states: {dict(other)}") \
-                from None
+            raise AssertionError(
+                f"{len(missing)} of {len(acked)} acknowledged events never reached "
+                f"the store (first: {missing[:5]}); other states: {dict(other)}"
+            ) from None
         applied = self.applications(acked)
         assert set(applied) == set(acked)
         twice = {event_id: n for event_id, n in applied.items() if n != 1}

@@ -34,8 +34,12 @@ def deployment(tmp_path, postgres_url):
     redis = PrivateRedis(tmp_path / "redis")
     redis.start()
     port = free_port()
-    env = {"REDIS_URL": redis.url, "DATABASE_URL": postgres_url,
-           "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"), "VISIBILITY_TIMEOUT": "60"}
+    env = {
+        "REDIS_URL": redis.url,
+        "DATABASE_URL": postgres_url,
+        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+        "VISIBILITY_TIMEOUT": "60",
+    }
     worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
     ledger = Ledger(postgres_url)
@@ -51,8 +55,7 @@ def deployment(tmp_path, postgres_url):
 
 
 @pytest.mark.parametrize("fault", ["killed", "frozen"])
-def test_events_acknowledged_during_a_broker_outage_are_processed_exactly_once(
-        deployment, fault):
+def test_events_acknowledged_during_a_broker_outage_are_processed_exactly_once(deployment, fault):
     url, redis, ledger, spool_dir = deployment
     count = int(RATE * (BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS))
     stream = Stream(url, prefix=f"outage-{fault}", rate=RATE).start(count)

@@ -67,8 +67,9 @@ def failing_store(tmp_path):
     stores = []
 
     def build(failures: int, what: tuple[str, ...]) -> FailingStore:
-        store = FailingStore(f"sqlite:///{tmp_path / 'store.sqlite3'}", failures=failures,
-                             what=what)
+        store = FailingStore(
+            f"sqlite:///{tmp_path / 'store.sqlite3'}", failures=failures, what=what
+        )
         store.migrate()
         set_runtime(WorkerRuntime(Settings(data_dir=tmp_path), store, HookRegistry()))
         stores.append(store)
@@ -100,8 +101,7 @@ def run_task(event_id: str) -> str:
 
 
 class TestRetryThenDeadLetter:
-    def test_lock_timeouts_retry_then_dead_letter_with_the_reason(self, failing_store,
-                                                                  countdowns):
+    def test_lock_timeouts_retry_then_dead_letter_with_the_reason(self, failing_store, countdowns):
         store = failing_store(failures=1_000, what=("apply",))
         assert run_task("e-lock") == "dead_lettered:transient"
         record = store.get_event("e-lock")
@@ -112,8 +112,7 @@ class TestRetryThenDeadLetter:
         assert store.calls.count("apply") == tasks.EVENT_MAX_RETRIES + 1
         assert len(countdowns) == tasks.EVENT_MAX_RETRIES
 
-    def test_a_failure_that_clears_is_retried_and_then_processed(self, failing_store,
-                                                                 countdowns):
+    def test_a_failure_that_clears_is_retried_and_then_processed(self, failing_store, countdowns):
         store = failing_store(failures=2, what=("apply",))
         assert run_task("e-clears") == "processed:CREATE"
         record = store.get_event("e-clears")
@@ -134,18 +133,22 @@ class TestRetryThenDeadLetter:
         assert seen and set(seen) == {"retrying"}
 
     def test_store_down_past_the_retry_budget_keeps_retrying_instead_of_losing_it(
-            self, failing_store, countdowns):
+        self, failing_store, countdowns
+    ):
         # Every write fails for longer than the retry budget, dead letter included: the task
         # must not be acknowledged with nothing recorded; it keeps retrying until the store
         # is back, and then the event is simply processed.
-        store = failing_store(failures=3 * (tasks.EVENT_MAX_RETRIES + 1),
-                              what=("apply", "mark_retrying", "dead_letter"))
+        store = failing_store(
+            failures=3 * (tasks.EVENT_MAX_RETRIES + 1),
+            what=("apply", "mark_retrying", "dead_letter"),
+        )
         assert run_task("e-down") == "processed:CREATE"
         assert store.get_event("e-down")["state"] == "processed"
         assert len(countdowns) > tasks.EVENT_MAX_RETRIES
 
     def test_an_unexpected_error_is_dead_lettered_with_the_body_not_acknowledged_away(
-            self, failing_store, countdowns, monkeypatch):
+        self, failing_store, countdowns, monkeypatch
+    ):
         store = failing_store(failures=0, what=())
 
         def broken(*args, **kwargs):
@@ -170,8 +173,10 @@ class TestBackoff:
             assert max(samples) > ceiling / 2  # the ceiling grows, so do the waits
 
     def test_all_retries_together_outlast_a_minute_long_outage_and_stay_under_the_timeout(self):
-        schedules = [sum(tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES))
-                     for _ in range(500)]
+        schedules = [
+            sum(tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES))
+            for _ in range(500)
+        ]
         assert min(schedules) >= 60
         assert max(schedules) <= 122 < Settings.from_env({}).visibility_timeout
 
@@ -187,8 +192,11 @@ def test_worker_cut_off_its_database_retries_and_loses_nothing(tmp_path, postgre
     proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
     redis = PrivateRedis(tmp_path / "redis")
     redis.start()
-    env = {"REDIS_URL": redis.url, "DATABASE_URL": proxied,
-           "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}
+    env = {
+        "REDIS_URL": redis.url,
+        "DATABASE_URL": proxied,
+        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+    }
     worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     queue = CeleryQueue(create_celery_app(Settings.from_env(env)))
     ledger = Ledger(postgres_url)
@@ -198,8 +206,10 @@ def test_worker_cut_off_its_database_retries_and_loses_nothing(tmp_path, postgre
         ids = [f"db-down-{n}" for n in range(20)]
         for event_id in ids:
             raw = json.dumps(envelope(event_id=event_id, appointment_id=f"appt-{event_id}"))
-            assert queue.enqueue(raw, event_id=event_id, event_type="CREATE",
-                                 appointment_id=None) == "queued"
+            assert (
+                queue.enqueue(raw, event_id=event_id, event_type="CREATE", appointment_id=None)
+                == "queued"
+            )
         time.sleep(6)  # past several retries (1 s, 2 s, 4 s ceilings)
         assert ledger.outcomes(ids) == {}
         proxy.restore()

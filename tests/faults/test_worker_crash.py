@@ -68,8 +68,9 @@ class WorkerPool:
         self.retired: set[str] = set()
 
     def start(self, name: str) -> None:
-        self.processes[name] = start(["worker", "--concurrency", "2"], self.env,
-                                     self.logs / f"{name}.log")
+        self.processes[name] = start(
+            ["worker", "--concurrency", "2"], self.env, self.logs / f"{name}.log"
+        )
 
     def supervise(self) -> None:
         """Restart workers that exited, as systemd or a container runtime would.
@@ -110,9 +111,12 @@ def deployment(tmp_path, postgres_url):
     redis = PrivateRedis(tmp_path / "redis")
     redis.start()
     port = free_port()
-    env = {"REDIS_URL": redis.url, "DATABASE_URL": postgres_url,
-           "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-           "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT)}
+    env = {
+        "REDIS_URL": redis.url,
+        "DATABASE_URL": postgres_url,
+        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+        "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
+    }
     web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
     workers = WorkerPool(env, tmp_path)
     workers.start("a")
@@ -129,10 +133,13 @@ def deployment(tmp_path, postgres_url):
         ledger.close()
 
 
-@pytest.mark.parametrize("kills", [
-    "pool-processes",
-    "whole-workers",
-])
+@pytest.mark.parametrize(
+    "kills",
+    [
+        "pool-processes",
+        "whole-workers",
+    ],
+)
 def test_sigkilled_workers_lose_nothing_and_apply_nothing_twice(deployment, kills):
     url, workers, ledger = deployment
     stream = Stream(url, prefix=f"crash-{kills}", rate=RATE).start(EVENTS)
@@ -153,8 +160,10 @@ def test_sigkilled_workers_lose_nothing_and_apply_nothing_twice(deployment, kill
             workers.supervise()
 
     supervised = threading.Event()
-    threads = [threading.Thread(target=killer, daemon=True),
-               threading.Thread(target=supervisor, daemon=True)]
+    threads = [
+        threading.Thread(target=killer, daemon=True),
+        threading.Thread(target=supervisor, daemon=True),
+    ]
     for thread in threads:
         thread.start()
     try:

@@ -76,8 +76,11 @@ def sequential_model(keys, order):
 
 
 class TestConvergence:
-    @settings(max_examples=30, deadline=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @settings(
+        max_examples=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     @given(history=histories())
     def test_any_order_with_duplicates_converges_to_the_newest_snapshot(self, store, history):
         specs, order = history
@@ -87,8 +90,10 @@ class TestConvergence:
 
         labels = [process(json.dumps(rendered[i][1]), store, registry).label for i in order]
 
-        keys = [(body["data"]["appointment"]["id"], (instant(spec["minutes"]), event_id))
-                for spec, (event_id, body) in zip(specs, rendered, strict=True)]
+        keys = [
+            (body["data"]["appointment"]["id"], (instant(spec["minutes"]), event_id))
+            for spec, (event_id, body) in zip(specs, rendered, strict=True)
+        ]
         expected, newest = sequential_model(keys, order)
         assert [label.split(":")[0] for label in labels] == expected
         for appointment_id, (_, winner_id) in newest.items():

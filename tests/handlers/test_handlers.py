@@ -33,8 +33,13 @@ def last_change(store, appointment_id="appt-1"):
 @pytest.fixture
 def created(sqlite_store):
     """A store holding appt-1 as booked (ACCEPTED, 8:00-9:00, employee emp-1)."""
-    booked = event("CREATE", event_id="e-0", minutes=0,
-                   participants=[employee_participant("emp-1")], answers=[QUESTIONNAIRE])
+    booked = event(
+        "CREATE",
+        event_id="e-0",
+        minutes=0,
+        participants=[employee_participant("emp-1")],
+        answers=[QUESTIONNAIRE],
+    )
     apply(sqlite_store, booked)
     return sqlite_store
 
@@ -63,15 +68,18 @@ class TestFirstSight:
 
 
 class TestCreate:
-    @pytest.mark.parametrize("event_type, status", [("CREATE", "ACCEPTED"),
-                                                    ("CREATE_REQUEST", "INCOMING_REQUEST")])
+    @pytest.mark.parametrize(
+        "event_type, status", [("CREATE", "ACCEPTED"), ("CREATE_REQUEST", "INCOMING_REQUEST")]
+    )
     def test_create_inserts_and_records_the_creation(self, sqlite_store, event_type, status):
         apply(sqlite_store, event(event_type, event_id="e-1"))
         stored = sqlite_store.get_appointment("appt-1")
         assert stored["status"] == status
         assert stored["firstSeenAt"] is not None
-        assert last_change(sqlite_store) == {"created": True,
-                                             "status": {"old": None, "new": status}}
+        assert last_change(sqlite_store) == {
+            "created": True,
+            "status": {"old": None, "new": status},
+        }
 
     def test_create_request_example_is_stored_as_sent(self, sqlite_store):
         evt = from_payload(load_payload("CREATE_REQUEST"))
@@ -95,9 +103,17 @@ class TestStatusMoves:
         ],
     )
     def test_status_moves_from_previous_to_new(self, created, event_type, before, after):
-        evt = event(event_type, event_id="e-1", minutes=5, status=after,
-                    previous={"status": before, "start": "2024-10-08T08:00:00+00:00",
-                              "end": "2024-10-08T09:00:00+00:00"})
+        evt = event(
+            event_type,
+            event_id="e-1",
+            minutes=5,
+            status=after,
+            previous={
+                "status": before,
+                "start": "2024-10-08T08:00:00+00:00",
+                "end": "2024-10-08T09:00:00+00:00",
+            },
+        )
         apply(created, evt)
         assert created.get_appointment("appt-1")["status"] == after
         assert last_change(created)["status"] == {"old": before, "new": after}
@@ -113,7 +129,9 @@ class TestStatusMoves:
         assert stored["answers"] == [QUESTIONNAIRE, CANCELLATION]
         (kept,) = last_change(created)["answers"]
         assert (kept["id"], kept["answerType"], kept["value"]) == (
-            "a-c", "APPOINTMENT_CANCELLATION", "I found another bank"
+            "a-c",
+            "APPOINTMENT_CANCELLATION",
+            "I found another bank",
         )
 
     def test_complete_keeps_the_completion_answers(self, created):
@@ -139,41 +157,73 @@ class TestStatusMoves:
 
 class TestReschedule:
     def test_reschedule_records_old_and_new_times_from_previous_appointment(self, created):
-        evt = event("RESCHEDULE", event_id="e-1", minutes=5,
-                    start="2024-10-09T13:00:00+00:00", end="2024-10-09T14:00:00+00:00",
-                    previous={"status": "ACCEPTED", "start": "2024-10-08T08:00:00+00:00",
-                              "end": "2024-10-08T09:00:00+00:00"})
+        evt = event(
+            "RESCHEDULE",
+            event_id="e-1",
+            minutes=5,
+            start="2024-10-09T13:00:00+00:00",
+            end="2024-10-09T14:00:00+00:00",
+            previous={
+                "status": "ACCEPTED",
+                "start": "2024-10-08T08:00:00+00:00",
+                "end": "2024-10-08T09:00:00+00:00",
+            },
+        )
         apply(created, evt)
         stored = created.get_appointment("appt-1")
-        assert (stored["start"], stored["end"]) == ("2024-10-09T13:00:00+00:00",
-                                                    "2024-10-09T14:00:00+00:00")
+        assert (stored["start"], stored["end"]) == (
+            "2024-10-09T13:00:00+00:00",
+            "2024-10-09T14:00:00+00:00",
+        )
         change = last_change(created)
-        assert change["start"] == {"old": "2024-10-08T08:00:00+00:00",
-                                   "new": "2024-10-09T13:00:00+00:00"}
-        assert change["end"] == {"old": "2024-10-08T09:00:00+00:00",
-                                 "new": "2024-10-09T14:00:00+00:00"}
+        assert change["start"] == {
+            "old": "2024-10-08T08:00:00+00:00",
+            "new": "2024-10-09T13:00:00+00:00",
+        }
+        assert change["end"] == {
+            "old": "2024-10-08T09:00:00+00:00",
+            "new": "2024-10-09T14:00:00+00:00",
+        }
 
     def test_reschedule_prefers_previous_appointment_over_the_stored_state(self, created):
         # The stored state may be older than what the sender knew just before this event.
-        evt = event("RESCHEDULE", event_id="e-1", minutes=5, start="2024-10-10T08:00:00+00:00",
-                    previous={"status": "ACCEPTED", "start": "2024-10-09T08:00:00+00:00"})
+        evt = event(
+            "RESCHEDULE",
+            event_id="e-1",
+            minutes=5,
+            start="2024-10-10T08:00:00+00:00",
+            previous={"status": "ACCEPTED", "start": "2024-10-09T08:00:00+00:00"},
+        )
         apply(created, evt)
         assert last_change(created)["start"]["old"] == "2024-10-09T08:00:00+00:00"
 
     def test_reschedule_without_previous_appointment_uses_the_stored_times(self, created):
-        evt = event("RESCHEDULE", event_id="e-1", minutes=5, start="2024-10-10T08:00:00+00:00",
-                    previous=None)
+        evt = event(
+            "RESCHEDULE",
+            event_id="e-1",
+            minutes=5,
+            start="2024-10-10T08:00:00+00:00",
+            previous=None,
+        )
         apply(created, evt)
-        assert last_change(created)["start"] == {"old": "2024-10-08T08:00:00+00:00",
-                                                 "new": "2024-10-10T08:00:00+00:00"}
+        assert last_change(created)["start"] == {
+            "old": "2024-10-08T08:00:00+00:00",
+            "new": "2024-10-10T08:00:00+00:00",
+        }
 
 
 class TestReassign:
     def test_reassign_records_old_and_new_employees(self, created):
-        evt = event("REASSIGN", event_id="e-1", minutes=5,
-                    participants=[employee_participant("emp-2"),
-                                  employee_participant("emp-3", role="SECONDARY")],
-                    previous={"status": "ACCEPTED", "participants": [reduced_employee("emp-1")]})
+        evt = event(
+            "REASSIGN",
+            event_id="e-1",
+            minutes=5,
+            participants=[
+                employee_participant("emp-2"),
+                employee_participant("emp-3", role="SECONDARY"),
+            ],
+            previous={"status": "ACCEPTED", "participants": [reduced_employee("emp-1")]},
+        )
         apply(created, evt)
         assert last_change(created)["employees"] == {
             "old": [{"id": "emp-1", "role": "PRIMARY"}],
@@ -184,8 +234,13 @@ class TestReassign:
 
     def test_reassign_ignores_customers(self, created):
         customer = {"role": "PRIMARY", "type": "CUSTOMER", "customer": {"id": "c-1"}}
-        evt = event("REASSIGN", event_id="e-1", minutes=5,
-                    participants=[employee_participant("emp-2"), customer], previous=None)
+        evt = event(
+            "REASSIGN",
+            event_id="e-1",
+            minutes=5,
+            participants=[employee_participant("emp-2"), customer],
+            previous=None,
+        )
         apply(created, evt)
         assert last_change(created)["employees"] == {
             "old": [{"id": "emp-1", "role": "PRIMARY"}],
@@ -195,9 +250,15 @@ class TestReassign:
 
 class TestGenericUpdate:
     def test_generic_update_applies_the_snapshot_and_names_the_changed_fields(self, created):
-        evt = event("GENERIC_UPDATE", event_id="e-1", minutes=5, internalNotes="new notes",
-                    externalId="CRM-2", participants=[employee_participant("emp-1")],
-                    answers=[QUESTIONNAIRE])
+        evt = event(
+            "GENERIC_UPDATE",
+            event_id="e-1",
+            minutes=5,
+            internalNotes="new notes",
+            externalId="CRM-2",
+            participants=[employee_participant("emp-1")],
+            answers=[QUESTIONNAIRE],
+        )
         apply(created, evt)
         stored = created.get_appointment("appt-1")
         assert stored["snapshot"] == dict(evt.appointment)
@@ -205,6 +266,15 @@ class TestGenericUpdate:
         assert last_change(created) == {"fields": ["externalId", "internalNotes"]}
 
     def test_history_holds_field_names_not_their_values(self, created):
-        apply(created, event("GENERIC_UPDATE", event_id="e-1", minutes=5,
-                             internalNotes="private remark", participants=[], answers=[]))
+        apply(
+            created,
+            event(
+                "GENERIC_UPDATE",
+                event_id="e-1",
+                minutes=5,
+                internalNotes="private remark",
+                participants=[],
+                answers=[],
+            ),
+        )
         assert "private remark" not in json.dumps(last_change(created))

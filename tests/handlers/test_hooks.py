@@ -90,15 +90,23 @@ class TestRegistry:
 
 class TestEntryPoints:
     def test_function_entry_point_runs_for_the_event_type_it_is_named_after(self, registry, site):
-        install_package(site, "ehtest-crm", {"CANCEL": "ehtest_crm:on_cancel"},
-                        {"ehtest_crm": "def on_cancel(event):\n    pass\n"})
+        install_package(
+            site,
+            "ehtest-crm",
+            {"CANCEL": "ehtest_crm:on_cancel"},
+            {"ehtest_crm": "def on_cancel(event):\n    pass\n"},
+        )
         registry.load()
         assert registry.names_for("CANCEL") == ["ehtest_crm:on_cancel"]
         assert registry.names_for("CREATE") == []
 
     def test_star_entry_point_runs_for_every_event_type(self, registry, site):
-        install_package(site, "ehtest-all", {"*": "ehtest_all:audit"},
-                        {"ehtest_all": "def audit(event):\n    pass\n"})
+        install_package(
+            site,
+            "ehtest-all",
+            {"*": "ehtest_all:audit"},
+            {"ehtest_all": "def audit(event):\n    pass\n"},
+        )
         registry.load()
         assert all(registry.names_for(t) == ["ehtest_all:audit"] for t in EVENT_TYPES)
 
@@ -107,21 +115,32 @@ class TestEntryPoints:
 
         # The module decorates with the package-level ``on``; point it at this registry.
         monkeypatch.setattr(handlers.hooks, "on", registry.on)
-        install_package(site, "ehtest-mod", {"anything": "ehtest_mod"}, {"ehtest_mod": """
+        install_package(
+            site,
+            "ehtest-mod",
+            {"anything": "ehtest_mod"},
+            {
+                "ehtest_mod": """
             from handlers.hooks import on
 
             @on("REOPEN")
             def reopened(event):
                 pass
-        """})
+        """
+            },
+        )
         registry.load()
         assert registry.names_for("REOPEN") == ["ehtest_mod:reopened"]
 
     def test_function_entry_point_with_a_name_that_is_no_event_type_is_refused(
         self, registry, site
     ):
-        install_package(site, "ehtest-bad", {"crm": "ehtest_bad:sync"},
-                        {"ehtest_bad": "def sync(event):\n    pass\n"})
+        install_package(
+            site,
+            "ehtest-bad",
+            {"crm": "ehtest_bad:sync"},
+            {"ehtest_bad": "def sync(event):\n    pass\n"},
+        )
         with pytest.raises(UnknownEventType, match="name it after an eventType"):
             registry.load()
 
@@ -134,4 +153,3 @@ class TestEntryPoints:
         )
         registry.load(["ehtest_configured"])
         assert registry.names_for("ACCEPT") == ["ehtest_configured:accepted"]
-

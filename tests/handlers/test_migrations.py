@@ -41,8 +41,14 @@ def appointment_columns(store: Store) -> set[str]:
     return {c["name"] for c in inspect(store.engine).get_columns("appointments")}
 
 
-SNAPSHOT = {"id": "a-1", "status": "ACCEPTED", "subject": {"id": "s-1"}, "office": {"id": "o-1"},
-            "listing": None, "leadSegment": {"id": 42}}
+SNAPSHOT = {
+    "id": "a-1",
+    "status": "ACCEPTED",
+    "subject": {"id": "s-1"},
+    "office": {"id": "o-1"},
+    "listing": None,
+    "leadSegment": {"id": 42},
+}
 
 
 class TestMigrations:
@@ -62,15 +68,21 @@ class TestMigrations:
         upgrade(bare_store.engine, "0001")
         with bare_store.engine.begin() as conn:
             conn.execute(
-                text("INSERT INTO appointments (id, status, updated_at, snapshot, last_event_id, "
-                     "last_event_type, first_seen_at, last_applied_at) VALUES ('a-1', 'ACCEPTED', "
-                     ":now, :snapshot, 'e-1', 'CREATE', :now, :now)"),
+                text(
+                    "INSERT INTO appointments (id, status, updated_at, snapshot, last_event_id, "
+                    "last_event_type, first_seen_at, last_applied_at) VALUES ('a-1', 'ACCEPTED', "
+                    ":now, :snapshot, 'e-1', 'CREATE', :now, :now)"
+                ),
                 {"now": "2024-10-01 08:00:00+00:00", "snapshot": json.dumps(SNAPSHOT)},
             )
         bare_store.migrate()
         with bare_store.engine.connect() as conn:
-            row = conn.execute(text("SELECT subject_id, office_id, listing_id, lead_segment_id "
-                                    "FROM appointments WHERE id = 'a-1'")).one()
+            row = conn.execute(
+                text(
+                    "SELECT subject_id, office_id, listing_id, lead_segment_id "
+                    "FROM appointments WHERE id = 'a-1'"
+                )
+            ).one()
         assert tuple(row) == ("s-1", "o-1", None, "42")
 
     def test_downgrade_to_0001_removes_the_columns_and_upgrade_restores_them(self, bare_store):

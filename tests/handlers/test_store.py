@@ -127,12 +127,21 @@ class TestOrder:
 class TestFailures:
     def test_dead_letter_keeps_the_body_reason_and_errors(self, store):
         errors = [{"path": "data.eventType", "message": "unsupported eventType 'X'"}]
-        state = store.dead_letter(event_id="e-1", raw_body="{...}", reason="unsupported eventType",
-                                  errors=errors, event_type="X", appointment_id="appt-1")
+        state = store.dead_letter(
+            event_id="e-1",
+            raw_body="{...}",
+            reason="unsupported eventType",
+            errors=errors,
+            event_type="X",
+            appointment_id="appt-1",
+        )
         assert state == "dead_lettered"
         record = store.get_event("e-1")
         assert (record["state"], record["reason"], record["errors"], record["rawBody"]) == (
-            "dead_lettered", "unsupported eventType", errors, "{...}"
+            "dead_lettered",
+            "unsupported eventType",
+            errors,
+            "{...}",
         )
         assert [r["id"] for r in store.dead_letters()] == ["e-1"]
         assert "rawBody" not in store.dead_letters()[0]
@@ -198,7 +207,8 @@ class TestHistory:
         apply(store, event("ACCEPT", event_id="e-2", minutes=10))  # stale: no row
         history = store.get_appointment("appt-1")["history"]
         assert [(h["eventId"], h["eventType"]) for h in history] == [
-            ("e-1", "CREATE"), ("e-3", "CANCEL")
+            ("e-1", "CREATE"),
+            ("e-3", "CANCEL"),
         ]
         assert history[1]["changes"]["status"] == {"old": "ACCEPTED", "new": "CANCELLED"}
 
@@ -244,7 +254,9 @@ class TestHookRuns:
         store.finish_hook_run(run_id, state="dead_lettered", error="ConnectionError: crm down")
         (dead,) = store.dead_hook_runs()
         assert (dead["eventId"], dead["attempts"], dead["lastError"]) == (
-            "e-1", 2, "ConnectionError: crm down"
+            "e-1",
+            2,
+            "ConnectionError: crm down",
         )
 
     def test_run_whose_event_record_is_gone_ends_dead_lettered(self, store):
@@ -314,8 +326,10 @@ class TestConcurrency:
     """Threads applying one appointment's events at once lose no update (each backend's lock)."""
 
     def test_concurrent_writers_converge_on_the_newest_event(self, store):
-        events = [event("GENERIC_UPDATE", event_id=f"e-{n:02d}", minutes=n, internalNotes=str(n))
-                  for n in range(24)]
+        events = [
+            event("GENERIC_UPDATE", event_id=f"e-{n:02d}", minutes=n, internalNotes=str(n))
+            for n in range(24)
+        ]
         deliveries = events * 2
         random.Random(4).shuffle(deliveries)
         outcomes: list[tuple[str, str]] = []
@@ -345,4 +359,3 @@ class TestConcurrency:
         # overwritten by an older snapshot that raced past the ordering check.
         assert applied == sorted(applied)
         assert applied[-1] == "e-23"
-

@@ -26,8 +26,10 @@ def test_lock_held_elsewhere_times_out_as_transient_error(postgres_url, monkeypa
     try:
         with holder.begin() as conn:
             # A stuck writer of the same appointment holds its lock for the whole block.
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-                         {"k": "appointment:a-locked"})
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                {"k": "appointment:a-locked"},
+            )
             with pytest.raises(TransientError):
                 store.apply(event, raw, HANDLERS["CREATE"])
         # Once the holder is gone the same delivery goes through.

@@ -17,8 +17,12 @@ def filled_store(sqlite_store):
     """A store holding one applied event (e-1 on appt-1) and one dead letter (bad-1)."""
     evt = event("CANCEL", event_id="e-1")
     sqlite_store.apply(evt, '{"id": "e-1"}', HANDLERS["CANCEL"])
-    sqlite_store.dead_letter(event_id="bad-1", raw_body="{oops", reason="invalid",
-                             errors=[{"path": "", "message": "not JSON"}])
+    sqlite_store.dead_letter(
+        event_id="bad-1",
+        raw_body="{oops",
+        reason="invalid",
+        errors=[{"path": "", "message": "not JSON"}],
+    )
     return sqlite_store
 
 
@@ -47,15 +51,21 @@ class TestAccess:
     @pytest.mark.parametrize("path", PATHS)
     @pytest.mark.parametrize(
         "headers",
-        [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
-         {"Authorization": TOKEN}],
+        [
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": TOKEN},
+        ],
         ids=["none", "wrong-token", "wrong-scheme", "no-scheme"],
     )
     def test_missing_or_wrong_token_gets_401(self, env, queue, filled_store, path, headers):
         response = admin_client(env, queue, filled_store).get(path, headers=headers)
         assert response.status_code == 401
-        assert response.json == {"error": "unauthorized",
-                                 "message": "send Authorization: Bearer <ADMIN_TOKEN>"}
+        assert response.json == {
+            "error": "unauthorized",
+            "message": "send Authorization: Bearer <ADMIN_TOKEN>",
+        }
 
     def test_token_in_the_query_string_is_not_enough(self, env, queue, filled_store):
         response = admin_client(env, queue, filled_store).get(f"{PATHS[0]}?token={TOKEN}")
@@ -68,7 +78,9 @@ class TestAppointment:
         assert response.status_code == 200
         found = response.json
         assert (found["id"], found["status"], found["lastEventId"]) == (
-            "appt-1", "CANCELLED", "e-1"
+            "appt-1",
+            "CANCELLED",
+            "e-1",
         )
         assert found["snapshot"]["status"] == "CANCELLED"
         assert [h["eventId"] for h in found["history"]] == ["e-1"]
@@ -90,14 +102,16 @@ class TestEvent:
         assert response.json["appointmentId"] == "appt-1"
 
     def test_dead_letter_lists_its_errors_with_path_and_message(self, env, queue, filled_store):
-        response = admin_client(env, queue, filled_store).get("/admin/events/bad-1",
-                                                              headers=bearer())
+        response = admin_client(env, queue, filled_store).get(
+            "/admin/events/bad-1", headers=bearer()
+        )
         assert response.status_code == 200
         assert response.json["state"] == "dead_lettered"
         assert response.json["errors"] == [{"path": "", "message": "not JSON"}]
 
     def test_unknown_event_is_404(self, env, queue, filled_store):
-        response = admin_client(env, queue, filled_store).get("/admin/events/nope",
-                                                              headers=bearer())
+        response = admin_client(env, queue, filled_store).get(
+            "/admin/events/nope", headers=bearer()
+        )
         assert response.status_code == 404
         assert response.json["error"] == "not_found"

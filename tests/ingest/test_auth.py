@@ -30,10 +30,12 @@ def make_client(env, queue, **settings):
     return create_app({**env, **settings}, queue=queue).test_client()
 
 
-def post(client, raw: str | bytes, headers=None, query: str = "",
-         content_type: str = "application/json"):
-    return client.post(f"/webhooks{query}", data=raw, content_type=content_type,
-                       headers=headers or {})
+def post(
+    client, raw: str | bytes, headers=None, query: str = "", content_type: str = "application/json"
+):
+    return client.post(
+        f"/webhooks{query}", data=raw, content_type=content_type, headers=headers or {}
+    )
 
 
 @pytest.fixture
@@ -80,11 +82,21 @@ class TestToken:
             ({}, f"?tok={TOKEN}"),
             ({"Authorization": "Bearer tökén"}, ""),
         ],
-        ids=["none", "wrong", "prefix", "longer", "basic", "no-scheme", "empty", "other-param",
-             "non-ascii"],
+        ids=[
+            "none",
+            "wrong",
+            "prefix",
+            "longer",
+            "basic",
+            "no-scheme",
+            "empty",
+            "other-param",
+            "non-ascii",
+        ],
     )
     def test_missing_or_wrong_token_gets_401_and_nothing_is_enqueued(
-            self, client, queue, raw, headers, query):
+        self, client, queue, raw, headers, query
+    ):
         response = post(client, raw, headers, query)
         assert response.status_code == 401
         assert response.json["error"] == "unauthorized"
@@ -93,8 +105,9 @@ class TestToken:
 
     def test_wrong_token_is_refused_before_the_body_is_judged(self, env, queue):
         client = make_client(env, queue, WEBHOOK_TOKEN=TOKEN, MAX_BODY_BYTES="100")
-        response = post(client, json.dumps({"id": "x", "pad": "p" * 1_000}),
-                        content_type="text/plain")
+        response = post(
+            client, json.dumps({"id": "x", "pad": "p" * 1_000}), content_type="text/plain"
+        )
         assert response.status_code == 401
 
     def test_the_answer_never_echoes_the_presented_token(self, client, raw):
@@ -117,7 +130,9 @@ class TestSignature:
         assert queue.bodies == [raw]
 
     def test_signature_hex_is_accepted_in_upper_case(self, client, raw):
-        value = "SHA256=" + hmac.new(SECRET.encode(), raw.encode(), hashlib.sha256).hexdigest().upper()
+        value = (
+            "SHA256=" + hmac.new(SECRET.encode(), raw.encode(), hashlib.sha256).hexdigest().upper()
+        )
         assert post(client, raw, {"X-Webhook-Signature": value}).status_code == 202
 
     @pytest.mark.parametrize(
@@ -135,7 +150,8 @@ class TestSignature:
         ids=["missing", "empty", "no-hex", "short", "sha1", "other-secret", "not-hex", "non-ascii"],
     )
     def test_missing_or_wrong_signature_gets_401_and_nothing_is_enqueued(
-            self, client, queue, raw, signature):
+        self, client, queue, raw, signature
+    ):
         headers = {} if signature is None else {"X-Webhook-Signature": signature}
         response = post(client, raw, headers)
         assert response.status_code == 401
@@ -164,8 +180,9 @@ class TestTokenAndSignature:
         ("with_token", "with_signature", "status"),
         [(True, True, 202), (True, False, 401), (False, True, 401), (False, False, 401)],
     )
-    def test_both_are_required_when_both_are_set(self, client, queue, raw, with_token,
-                                                 with_signature, status):
+    def test_both_are_required_when_both_are_set(
+        self, client, queue, raw, with_token, with_signature, status
+    ):
         headers = {}
         if with_token:
             headers["Authorization"] = f"Bearer {TOKEN}"
@@ -186,18 +203,28 @@ class TestConstantTime:
 
         monkeypatch.setattr(auth.hmac, "compare_digest", spy)
         client = make_client(env, queue, WEBHOOK_HMAC_SECRET=f"{SECRET},{OLD_SECRET},third")
-        assert post(client, raw, {"X-Webhook-Signature": sign(raw.encode(), SECRET)}).status_code == 202
+        assert (
+            post(client, raw, {"X-Webhook-Signature": sign(raw.encode(), SECRET)}).status_code
+            == 202
+        )
         assert len(compared) == 3
 
     @pytest.mark.parametrize("presented", ["x", TOKEN, TOKEN * 10])
-    def test_tokens_are_compared_as_digests_of_one_length(self, env, queue, raw, monkeypatch,
-                                                          presented):
+    def test_tokens_are_compared_as_digests_of_one_length(
+        self, env, queue, raw, monkeypatch, presented
+    ):
         compared = []
         real = hmac.compare_digest
-        monkeypatch.setattr(auth.hmac, "compare_digest",
-                            lambda a, b: compared.append((len(a), len(b))) or real(a, b))
-        post(make_client(env, queue, WEBHOOK_TOKEN=TOKEN), raw,
-             {"Authorization": f"Bearer {presented}"})
+        monkeypatch.setattr(
+            auth.hmac,
+            "compare_digest",
+            lambda a, b: compared.append((len(a), len(b))) or real(a, b),
+        )
+        post(
+            make_client(env, queue, WEBHOOK_TOKEN=TOKEN),
+            raw,
+            {"Authorization": f"Bearer {presented}"},
+        )
         assert compared == [(32, 32)]
 
 
@@ -206,8 +233,11 @@ class TestSecretsAreNotLogged:
         caplog.set_level(logging.DEBUG)
         client = make_client(env, queue, WEBHOOK_TOKEN=TOKEN, WEBHOOK_HMAC_SECRET=SECRET)
         post(client, raw, {"Authorization": "Bearer wrong-guess"})
-        post(client, raw, {"Authorization": f"Bearer {TOKEN}",
-                           "X-Webhook-Signature": sign(raw.encode(), SECRET)})
+        post(
+            client,
+            raw,
+            {"Authorization": f"Bearer {TOKEN}", "X-Webhook-Signature": sign(raw.encode(), SECRET)},
+        )
         logged = "\n".join(record.getMessage() for record in caplog.records)
         assert TOKEN not in logged and SECRET not in logged and "wrong-guess" not in logged
 
@@ -246,8 +276,9 @@ class TestAdmin:
 
     def test_admin_token_opens_the_admin_routes(self, migrated_env, queue):
         client = make_client(migrated_env, queue, ADMIN_TOKEN=self.ADMIN)
-        response = client.get("/admin/events/e-1",
-                              headers={"Authorization": f"Bearer {self.ADMIN}"})
+        response = client.get(
+            "/admin/events/e-1", headers={"Authorization": f"Bearer {self.ADMIN}"}
+        )
         assert response.status_code == 404
         assert response.json["error"] == "not_found"
         assert "e-1" in response.json["message"]
@@ -273,8 +304,11 @@ class TestStartWarning:
     def test_web_does_not_warn_when_a_token_is_set(self, tmp_path):
         port = free_port()
         log = tmp_path / "web.log"
-        process = start(["web", "--port", str(port)],
-                        {"ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"), "WEBHOOK_TOKEN": TOKEN}, log)
+        process = start(
+            ["web", "--port", str(port)],
+            {"ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"), "WEBHOOK_TOKEN": TOKEN},
+            log,
+        )
         try:
             wait_http_ok(f"http://127.0.0.1:{port}/healthz")
         finally:

@@ -117,28 +117,38 @@ class TestMalformedBodies:
 class TestWrongRequests:
     @pytest.mark.parametrize(
         "content_type",
-        ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-         "application/jsonx", "json", ""],
+        [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonx",
+            "json",
+            "",
+        ],
     )
-    def test_wrong_content_type_gets_415_and_nothing_is_enqueued(self, client, queue,
-                                                                 content_type):
+    def test_wrong_content_type_gets_415_and_nothing_is_enqueued(self, client, queue, content_type):
         raw = body(envelope(event_id="e-1"))
-        assert_json_error(post(client, raw, content_type=content_type), 415,
-                          "unsupported_media_type")
+        assert_json_error(
+            post(client, raw, content_type=content_type), 415, "unsupported_media_type"
+        )
         assert queue.bodies == []
 
     @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
     def test_wrong_method_gets_405_with_allow(self, client, queue, method):
-        response = client.open("/webhooks", method=method, data=b'{"id": "e-1"}',
-                               content_type="application/json")
+        response = client.open(
+            "/webhooks", method=method, data=b'{"id": "e-1"}', content_type="application/json"
+        )
         assert_json_error(response, 405, "method_not_allowed")
         assert "POST" in response.headers["Allow"]
         assert queue.bodies == []
 
     def test_declared_length_past_the_limit_gets_413_without_reading(self, client, queue):
-        response = client.post("/webhooks", input_stream=_Unreadable(),
-                               content_type="application/json",
-                               environ_overrides={"CONTENT_LENGTH": str(LIMIT * 1000)})
+        response = client.post(
+            "/webhooks",
+            input_stream=_Unreadable(),
+            content_type="application/json",
+            environ_overrides={"CONTENT_LENGTH": str(LIMIT * 1000)},
+        )
         assert_json_error(response, 413)
         assert queue.bodies == []
 
@@ -216,8 +226,14 @@ def json_of(response: bytes) -> dict:
 
 
 def head(port: int, *headers: str) -> bytes:
-    lines = ["POST /webhooks HTTP/1.1", f"Host: 127.0.0.1:{port}",
-             "Content-Type: application/json", *headers, "", ""]
+    lines = [
+        "POST /webhooks HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/json",
+        *headers,
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode()
 
 
@@ -234,7 +250,7 @@ class TestUnderGunicorn:
     def test_declared_length_past_the_limit_gets_413_before_any_body_is_sent(self, web):
         port, data_dir = web
         before = queued(data_dir)
-        response, _ = exchange(port, head(port, f"Content-Length: {10 * 1024 ** 3}"))
+        response, _ = exchange(port, head(port, f"Content-Length: {10 * 1024**3}"))
         assert status_of(response) == 413
         assert json_of(response)["error"] == "request_entity_too_large"
         assert queued(data_dir) == before
@@ -244,8 +260,9 @@ class TestUnderGunicorn:
         before = queued(data_dir)
         chunk = b"%x\r\n%s\r\n" % (8192, b"x" * 8192)
         total = 64 * 1024 * 1024
-        response, sent = exchange(port, head(port, "Transfer-Encoding: chunked"),
-                                  (chunk for _ in range(total // 8192)))
+        response, sent = exchange(
+            port, head(port, "Transfer-Encoding: chunked"), (chunk for _ in range(total // 8192))
+        )
         assert status_of(response) == 413
         assert sent < total // 4  # refused once past the limit, not after reading it all
         assert queued(data_dir) == before
@@ -262,8 +279,9 @@ class TestUnderGunicorn:
     def test_body_shorter_than_its_content_length_gets_400_when_the_client_stops(self, web):
         port, data_dir = web
         before = queued(data_dir)
-        response, _ = exchange(port, head(port, "Content-Length: 1000") + b'{"id": "e-short"}',
-                               shutdown=True)
+        response, _ = exchange(
+            port, head(port, "Content-Length: 1000") + b'{"id": "e-short"}', shutdown=True
+        )
         assert status_of(response) == 400
         assert json_of(response)["error"] == "incomplete_body"
         assert queued(data_dir) == before
@@ -272,8 +290,9 @@ class TestUnderGunicorn:
         port, data_dir = web
         before = queued(data_dir)
         raw = body(envelope(event_id="e-smuggle")).encode()
-        request = head(port, "Content-Length: 5", "Transfer-Encoding: chunked") + \
-            b"%x\r\n%s\r\n0\r\n\r\n" % (len(raw), raw)
+        request = head(
+            port, "Content-Length: 5", "Transfer-Encoding: chunked"
+        ) + b"%x\r\n%s\r\n0\r\n\r\n" % (len(raw), raw)
         response, _ = exchange(port, request)
         assert status_of(response) == 400
         assert queued(data_dir) == before
@@ -282,8 +301,11 @@ class TestUnderGunicorn:
         port, data_dir = web
         before = queued(data_dir)
         nested = b"[" * (LIMIT // 4) + b"]" * (LIMIT // 4)
-        response, _ = exchange(port, head(port, "Transfer-Encoding: chunked") +
-                               b"%x\r\n%s\r\n0\r\n\r\n" % (len(nested), nested))
+        response, _ = exchange(
+            port,
+            head(port, "Transfer-Encoding: chunked")
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(nested), nested),
+        )
         assert status_of(response) == 400
         assert json_of(response)["error"] == "invalid_json"
         assert queued(data_dir) == before

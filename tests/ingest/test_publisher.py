@@ -111,8 +111,9 @@ class TestRedisPublisher:
         assert client.hget(INFLIGHT_BODIES, "e-1").decode() == raw
         assert client.zscore(INFLIGHT_SINCE, "e-1") is not None
 
-    def test_connection_closed_by_redis_is_replaced_and_the_publish_succeeds(self, redis_url,
-                                                                             client):
+    def test_connection_closed_by_redis_is_replaced_and_the_publish_succeeds(
+        self, redis_url, client
+    ):
         publisher = RedisPublisher(celery_for(redis_url), redis_url, PROCESS_WEBHOOK, timeout=1)
         publisher.publish("{}", ARGSREPR, "e-1")
         pooled = publisher.client.client_id()  # the one idle connection of its pool

@@ -52,7 +52,11 @@ class TestSpool:
         path = put(spool, "e-1", raw)
         payload = spool.read(path)
         assert (payload.body, payload.event_id, payload.event_type, payload.appointment_id) == (
-            raw, "e-1", "CREATE", "appt-1")
+            raw,
+            "e-1",
+            "CREATE",
+            "appt-1",
+        )
 
     def test_pending_lists_payloads_in_the_order_they_were_put(self, spool):
         ids = [f"e-{n}" for n in range(30)]
@@ -104,8 +108,12 @@ class TestSpool:
             "s = Spool(Path(sys.argv[1]), 1000)\n"
             "with s.drain_lock() as held:\n print(held, flush=True); sys.stdin.readline()"
         )
-        child = subprocess.Popen([sys.executable, "-c", holder, str(spool.directory)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", holder, str(spool.directory)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert child.stdout.readline().strip() == "True"
             with spool.drain_lock() as held:
@@ -129,7 +137,8 @@ class TestSpoolingQueue:
         assert [spool.read(p).body for p in spool.pending()] == [raw]
 
     def test_after_a_failure_the_broker_is_not_tried_again_during_the_cooldown(
-            self, spooling, broker):
+        self, spooling, broker
+    ):
         broker.down = True
         for n in range(5):
             assert put(spooling, f"e-{n}") == "spooled"
@@ -142,8 +151,7 @@ class TestSpoolingQueue:
             put(queue, "e-1")
         queue.stop()
 
-    def test_drain_publishes_in_order_and_deletes_only_what_the_broker_took(
-            self, broker, spool):
+    def test_drain_publishes_in_order_and_deletes_only_what_the_broker_took(self, broker, spool):
         queue = SpoolingQueue(broker, spool, cooldown=0)
         for n in range(5):
             put(spool, f"e-{n}")
@@ -197,7 +205,9 @@ class TestSpoolingQueue:
         queue = SpoolingQueue(broker, spool)
         assert queue.drain_once() == 1
         assert [i[0] for i in broker.identifiers] == ["e-1"]
-        assert os.listdir(spool.directory / "corrupt") == ["00000000000000000000-0000001-000001.json"]
+        assert os.listdir(spool.directory / "corrupt") == [
+            "00000000000000000000-0000001-000001.json"
+        ]
 
     def test_ping_reports_the_broker(self, spooling, broker):
         broker.down = True
@@ -212,8 +222,9 @@ class TestEndpointWithSpool:
 
     def test_broker_down_still_answers_202_and_says_spooled(self, client, broker, spool):
         broker.down = True
-        response = client.post("/webhooks", data=body(envelope(event_id="e-1")),
-                               content_type="application/json")
+        response = client.post(
+            "/webhooks", data=body(envelope(event_id="e-1")), content_type="application/json"
+        )
         assert response.status_code == 202
         assert response.json == {"status": "queued", "id": "e-1", "stored": "spooled"}
         assert [spool.read(p).event_id for p in spool.pending()] == ["e-1"]
@@ -221,8 +232,11 @@ class TestEndpointWithSpool:
     def test_broker_down_and_spool_full_answers_503_with_retry_after(self, env, broker, tmp_path):
         queue = SpoolingQueue(broker, Spool(tmp_path / "full", max_bytes=10))
         broker.down = True
-        response = create_app(env, queue=queue).test_client().post(
-            "/webhooks", data=body(envelope(event_id="e-1")), content_type="application/json")
+        response = (
+            create_app(env, queue=queue)
+            .test_client()
+            .post("/webhooks", data=body(envelope(event_id="e-1")), content_type="application/json")
+        )
         queue.stop()
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "2"

@@ -32,7 +32,11 @@ class TestAccepted:
     def test_identifiers_for_flower_are_extracted_without_the_payload(self, client, queue):
         post(client, body(load_payload("CREATE")))
         assert queue.identifiers == [
-            ("4d2f8a6c-9e1b-4c3d-a5f7-000000001001", "CREATE", "7a1c3e5f-2b4d-4f6a-8c9e-000000000101")
+            (
+                "4d2f8a6c-9e1b-4c3d-a5f7-000000001001",
+                "CREATE",
+                "7a1c3e5f-2b4d-4f6a-8c9e-000000000101",
+            )
         ]
 
     def test_content_type_with_charset_is_accepted(self, client, queue):
@@ -52,7 +56,9 @@ class TestRejected:
             ('{"id": ""}', "invalid_envelope"),
         ],
     )
-    def test_bad_envelope_gets_400_json_error_and_nothing_is_enqueued(self, client, queue, raw, error):
+    def test_bad_envelope_gets_400_json_error_and_nothing_is_enqueued(
+        self, client, queue, raw, error
+    ):
         response = post(client, raw)
         assert response.status_code == 400
         assert response.json["error"] == error

@@ -36,8 +36,9 @@ class Workers:
         """Start ``count`` workers and wait until every one answers a ping."""
         for _ in range(count):
             log = self.logs / f"worker-{len(self.processes)}.log"
-            self.processes.append(start(["worker", "--concurrency", str(concurrency)],
-                                        self.env, log))
+            self.processes.append(
+                start(["worker", "--concurrency", str(concurrency)], self.env, log)
+            )
         wait_until(lambda: self._pongs() >= len(self.processes), timeout=60, interval=0.5)
 
     def _pongs(self) -> int:
@@ -50,8 +51,10 @@ class Workers:
     def publish(self, bodies: Iterable[tuple[str, str]]) -> None:
         """Enqueue ``(event_id, body)`` pairs the way ingest does."""
         for event_id, body in bodies:
-            assert self.queue.enqueue(body, event_id=event_id, event_type=None,
-                                      appointment_id=None) == "queued"
+            assert (
+                self.queue.enqueue(body, event_id=event_id, event_type=None, appointment_id=None)
+                == "queued"
+            )
 
     def wait_drained(self, events: int, deliveries: int, timeout: float = 120) -> None:
         """Wait until ``events`` ids have an outcome and every delivery was counted."""
@@ -59,8 +62,9 @@ class Workers:
         def drained() -> bool:
             with self.store.transaction(read_only=True) as session:
                 final, duplicates = session.execute(
-                    select(func.count(), func.coalesce(func.sum(EventRecord.duplicates), 0))
-                    .where(EventRecord.state.in_(FINAL_STATES))
+                    select(func.count(), func.coalesce(func.sum(EventRecord.duplicates), 0)).where(
+                        EventRecord.state.in_(FINAL_STATES)
+                    )
                 ).one()
             return final == events and final + duplicates == deliveries
 
@@ -89,6 +93,9 @@ def worker_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) 
     """The environment of a worker on real Redis and PostgreSQL."""
     data_dir = tmp_path / "var"
     data_dir.mkdir(exist_ok=True)
-    return {"REDIS_URL": redis_url, "DATABASE_URL": database_url,
-            "ENGAGEHOOK_DATA_DIR": str(data_dir), **extra}
-
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "ENGAGEHOOK_DATA_DIR": str(data_dir),
+        **extra,
+    }

@@ -36,9 +36,13 @@ def build_deliveries(seed: int = 20241001):
     for a in range(APPOINTMENTS):
         for n in range(EVENTS_PER_APPOINTMENT):
             minutes = rng.randrange(0, 30)
-            body = payload(rng.choice(EVENT_TYPES), event_id=f"conc-a{a}-e{n:03d}",
-                           appointment_id=f"conc-appt-{a}", minutes=minutes,
-                           internalNotes=f"appointment {a}, version {n}")
+            body = payload(
+                rng.choice(EVENT_TYPES),
+                event_id=f"conc-a{a}-e{n:03d}",
+                appointment_id=f"conc-appt-{a}",
+                minutes=minutes,
+                internalNotes=f"appointment {a}, version {n}",
+            )
             events.append((body["id"], (f"conc-appt-{a}", instant(minutes)), body))
     deliveries = events + [rng.choice(events) for _ in range(DUPLICATES)]
     rng.shuffle(deliveries)
@@ -66,13 +70,18 @@ def run(tmp_path, redis_url, database_url, *, workers, concurrency, deliveries, 
         group.start(workers, concurrency)
         group.publish((event_id, json.dumps(body)) for event_id, _, body in deliveries)
         group.wait_drained(len(events), len(deliveries))
-        appointments = {f"conc-appt-{a}": group.store.get_appointment(f"conc-appt-{a}")
-                        for a in range(APPOINTMENTS)}
+        appointments = {
+            f"conc-appt-{a}": group.store.get_appointment(f"conc-appt-{a}")
+            for a in range(APPOINTMENTS)
+        }
         records = {event_id: group.store.get_event(event_id) for event_id, _, _ in events}
         with group.store.transaction(read_only=True) as session:
             commit_order = session.execute(
-                select(AppointmentChange.appointment_id, AppointmentChange.updated_at,
-                       AppointmentChange.event_id).order_by(AppointmentChange.id)
+                select(
+                    AppointmentChange.appointment_id,
+                    AppointmentChange.updated_at,
+                    AppointmentChange.event_id,
+                ).order_by(AppointmentChange.id)
             ).all()
     finally:
         group.stop()
@@ -104,17 +113,33 @@ class TestConcurrentWorkers:
     ):
         events, deliveries, newest = build_deliveries()
 
-        many = run(tmp_path, redis_url, postgres_url, workers=3, concurrency=2,
-                   deliveries=deliveries, events=events)
+        many = run(
+            tmp_path,
+            redis_url,
+            postgres_url,
+            workers=3,
+            concurrency=2,
+            deliveries=deliveries,
+            events=events,
+        )
         check_picture(*many, newest, deliveries)
 
         redis.Redis.from_url(redis_url).flushdb()  # our own test DB: start the second run clean
-        one = run(tmp_path, redis_url, second_postgres_url, workers=1, concurrency=1,
-                  deliveries=deliveries, events=events)
+        one = run(
+            tmp_path,
+            redis_url,
+            second_postgres_url,
+            workers=1,
+            concurrency=1,
+            deliveries=deliveries,
+            events=events,
+        )
         check_picture(*one, newest, deliveries)
 
         def final(appointments):
-            return {a: (s["snapshot"], s["lastEventId"], s["status"], s["start"], s["end"])
-                    for a, s in appointments.items()}
+            return {
+                a: (s["snapshot"], s["lastEventId"], s["status"], s["start"], s["end"])
+                for a, s in appointments.items()
+            }
 
         assert final(many[0]) == final(one[0])

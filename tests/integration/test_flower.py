@@ -34,9 +34,12 @@ class TestFlower:
 
     @pytest.fixture
     def monitored(self, tmp_path, redis_url):
-        env = {"REDIS_URL": redis_url, "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-               "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}",
-               "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}"}
+        env = {
+            "REDIS_URL": redis_url,
+            "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}",
+            "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}",
+        }
         port = free_port()
         flower = start(["flower", "--port", str(port)], env, tmp_path / "flower.log")
         worker = start(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
@@ -64,10 +67,15 @@ class TestFlower:
         sent = {}
         for n, path in enumerate(EXAMPLE_FILES):
             event_type = json.loads(path.read_text())["data"]["eventType"]
-            payload = envelope(event_type, base=path.stem, event_id=f"fl-{n}",
-                               appointment_id=f"fl-appt-{n}")
-            queue.enqueue(body(payload), event_id=payload["id"], event_type=event_type,
-                          appointment_id=payload["data"]["appointment"]["id"])
+            payload = envelope(
+                event_type, base=path.stem, event_id=f"fl-{n}", appointment_id=f"fl-appt-{n}"
+            )
+            queue.enqueue(
+                body(payload),
+                event_id=payload["id"],
+                event_type=event_type,
+                appointment_id=payload["data"]["appointment"]["id"],
+            )
             sent[payload["id"]] = payload
 
         def finished() -> dict | None:
@@ -86,19 +94,25 @@ class TestFlower:
             payload = sent[event_id]
             event_type = payload["data"]["eventType"]
             appointment_id = payload["data"]["appointment"]["id"]
-            assert task["args"] == (f"(event_id={event_id!r}, eventType={event_type!r}, "
-                                    f"appointment_id={appointment_id!r})")
+            assert task["args"] == (
+                f"(event_id={event_id!r}, eventType={event_type!r}, "
+                f"appointment_id={appointment_id!r})"
+            )
             assert task["kwargs"] == "{}"
             assert task["result"] == repr(f"processed:{event_type}")
         everything = json.dumps(tasks)
-        leaks = {v for payload in sent.values() for v in personal_values(payload)
-                 if v in everything}
+        leaks = {
+            v for payload in sent.values() for v in personal_values(payload) if v in everything
+        }
         assert leaks == set()
 
     @pytest.fixture
     def flower_only(self, tmp_path, redis_url):
-        env = {"REDIS_URL": redis_url, "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-               "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}"}
+        env = {
+            "REDIS_URL": redis_url,
+            "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+            "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}",
+        }
         port = free_port()
         flower = start(["flower", "--port", str(port)], env, tmp_path / "flower.log")
         base = f"http://127.0.0.1:{port}"

@@ -72,9 +72,15 @@ def workers(tmp_path, redis_url, postgres_url, hook_package):
     """Two workers that load the package's hooks; failing hooks retry twice, quickly."""
     log = tmp_path / "hooks.log"
     log.touch()
-    env = worker_env(tmp_path, redis_url, postgres_url, PYTHONPATH=str(hook_package),
-                     EHTEST_HOOK_LOG=str(log), ENGAGEHOOK_HOOK_MAX_RETRIES="2",
-                     ENGAGEHOOK_HOOK_RETRY_BACKOFF="0.05")
+    env = worker_env(
+        tmp_path,
+        redis_url,
+        postgres_url,
+        PYTHONPATH=str(hook_package),
+        EHTEST_HOOK_LOG=str(log),
+        ENGAGEHOOK_HOOK_MAX_RETRIES="2",
+        ENGAGEHOOK_HOOK_RETRY_BACKOFF="0.05",
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     group = Workers(env, logs)
@@ -135,8 +141,12 @@ class TestBrokenHookPackage:
     ):
         site = tmp_path / "site"
         site.mkdir()
-        install_package(site, "ehtest-broken-hooks", {"CANCEL": "ehtest_broken:on_cancel"},
-                        {"ehtest_broken": "import a_module_that_is_not_installed\n"})
+        install_package(
+            site,
+            "ehtest-broken-hooks",
+            {"CANCEL": "ehtest_broken:on_cancel"},
+            {"ehtest_broken": "import a_module_that_is_not_installed\n"},
+        )
         env = worker_env(tmp_path, redis_url, postgres_url, PYTHONPATH=str(site))
         queued = payload("CANCEL", event_id="broken-1", appointment_id="broken-appt")
         group = Workers(env, tmp_path)

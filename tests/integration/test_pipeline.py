@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def post_file(url: str, path) -> httpx.Response:
-    return httpx.post(url, content=path.read_bytes(), headers={"Content-Type": "application/json"},
-                      timeout=5)
+    return httpx.post(
+        url, content=path.read_bytes(), headers={"Content-Type": "application/json"}, timeout=5
+    )
 
 
 def stored_appointment(env: dict[str, str], appointment_id: str):
@@ -55,18 +56,22 @@ def check_duplicate_is_processed_once(url: str, env: dict[str, str]) -> None:
     payload["data"]["appointment"]["id"] = "dup-appointment-1"
     raw = json.dumps(payload)
     for _ in range(2):
-        response = httpx.post(url, content=raw, headers={"Content-Type": "application/json"}, timeout=5)
+        response = httpx.post(
+            url, content=raw, headers={"Content-Type": "application/json"}, timeout=5
+        )
         assert response.status_code == 202
-    record = wait_until(lambda: (r := event_record(env, "dup-event-1")) and r["duplicates"] == 1 and r,
-                        timeout=30)
+    record = wait_until(
+        lambda: (r := event_record(env, "dup-event-1")) and r["duplicates"] == 1 and r, timeout=30
+    )
     assert record["state"] == "processed"
     appointment = stored_appointment(env, "dup-appointment-1")
     assert [h["eventId"] for h in appointment["history"]] == ["dup-event-1"]
 
 
 def check_not_json_is_refused(url: str, env: dict[str, str]) -> None:
-    response = httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"},
-                          timeout=5)
+    response = httpx.post(
+        url, content=b"{not json", headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_json"
 
@@ -77,8 +82,11 @@ class TestRedisAndPostgres:
     @pytest.fixture
     def deployment(self, tmp_path, redis_url, postgres_url):
         port = free_port()
-        env = {"REDIS_URL": redis_url, "DATABASE_URL": postgres_url,
-               "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}
+        env = {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": postgres_url,
+            "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+        }
         worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
         web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
         try:
