@@ -33,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from engagehook import logs
+from engagehook.build import build_info
 from engagehook.config import Settings
 from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import HOOKS_QUEUE
@@ -228,6 +229,7 @@ class StateCollector:
             up.add_metric([source], 1)
             yield from families
         yield up
+        yield build_info("web")
 
     # broker ------------------------------------------------------------------------------------
 
@@ -249,6 +251,17 @@ class StateCollector:
         unacked.add_metric([], held)
         yield depth
         yield unacked
+        yield _oldest_pending("broker", self._broker_oldest_since())
+
+    def _broker_oldest_since(self) -> float | None:
+        if self.settings.embedded:
+            from workers.embedded_broker import oldest_message_at
+
+            oldest = oldest_message_at(self.settings.broker_url, timeout=SOURCE_TIMEOUT_SECONDS)
+            return oldest.timestamp() if oldest is not None else None  # naive local time
+        from workers.inflight import oldest_since
+
+        return oldest_since(self._redis)
 
     def _redis_depths(self) -> tuple[dict[str, int], int]:
         if self._redis is None:
@@ -320,6 +333,7 @@ class StateCollector:
             "Spool files that could not be read back, set aside for a human.",
             value=_count_files(self.settings.spool_dir / CORRUPT_DIR),
         )
+        yield _oldest_pending("spool", spool.oldest_arrival())
 
     # store -------------------------------------------------------------------------------------
 
@@ -361,6 +375,17 @@ class StateCollector:
                 url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
             )
         return self._engine
+
+
+def _oldest_pending(source: str, since: float | None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "engagehook_oldest_pending_seconds",
+        "Age of the oldest acknowledged webhook not yet processed, per source (broker, spool); "
+        "0 when none waits.",
+        labels=["source"],
+    )
+    family.add_metric([source], max(0.0, time.time() - since) if since is not None else 0.0)
+    return family
 
 
 def _count_files(directory: Path) -> int:

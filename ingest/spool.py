@@ -123,6 +123,15 @@ class Spool:
     def __len__(self) -> int:
         return len(self.pending())
 
+    def oldest_arrival(self) -> float | None:
+        """Arrival time (epoch seconds) of the oldest waiting payload; None when empty."""
+        waiting = self.pending()
+        if not waiting:
+            return None
+        # The name starts with the arrival time in nanoseconds (see ``put``).
+        stamp = waiting[0].name.split("-", 1)[0]
+        return int(stamp) / 1e9 if stamp.isdigit() else _mtime_of(waiting[0])
+
     def read(self, path: Path) -> SpooledPayload:
         """Load one payload file; raise ValueError when it is not one this spool wrote."""
         content = path.read_bytes()
@@ -220,3 +229,10 @@ def _mtime(entry: os.DirEntry) -> float:
         return entry.stat().st_mtime
     except FileNotFoundError:
         return float("inf")
+
+
+def _mtime_of(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None

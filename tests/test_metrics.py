@@ -447,3 +447,89 @@ class TestMultiprocessDeployment:
             assert value(text, "engagehook_source_up", source="store") == 1
         metric_dirs = list(Path(tmp_path / "var" / "metrics").glob("web-*"))
         assert len(metric_dirs) == 1 and any(metric_dirs[0].glob("counter_*.db"))
+
+
+class TestOldestPendingAndBuildInfo:
+    """How long the oldest acknowledged webhook has waited, per source, and what build runs."""
+
+    def test_nothing_pending_reads_zero_for_broker_and_spool(self, client):
+        text = scrape(client)
+        assert value(text, "engagehook_oldest_pending_seconds", source="broker") == 0
+        assert value(text, "engagehook_oldest_pending_seconds", source="spool") == 0
+
+    def test_embedded_broker_reports_the_age_of_its_oldest_message(self, env, client):
+        settings = Settings.from_env(env)
+        queue = CeleryQueue(create_celery_app(settings))
+        queue.enqueue(body(load_payload()), event_id="e-1", event_type="CREATE", appointment_id="a")
+        queue.enqueue(body(load_payload()), event_id="e-2", event_type="CREATE", appointment_id="a")
+        import sqlite3
+
+        path = settings.broker_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as conn:  # the first message was queued 120 s ago
+            conn.execute(
+                "UPDATE kombu_message SET timestamp = datetime(timestamp, '-120 seconds')"
+                " WHERE id = (SELECT min(id) FROM kombu_message)"
+            )
+        age = value(scrape(client), "engagehook_oldest_pending_seconds", source="broker")
+        assert 119 <= age < 180
+
+    def test_spool_reports_the_age_of_its_oldest_file(self, env, client):
+        spool_dir = Settings.from_env(env).spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        spool = Spool(spool_dir, 10_000_000)
+        first = spool.put("{}", event_id="e-1", event_type=None, appointment_id=None)
+        spool.put("{}", event_id="e-2", event_type=None, appointment_id=None)
+        # An arrival 300 s earlier, named the way put names files.
+        stamp, rest = first.name.split("-", 1)
+        first.rename(first.with_name(f"{int(stamp) - 300 * 10**9:020d}-{rest}"))
+        age = value(scrape(client), "engagehook_oldest_pending_seconds", source="spool")
+        assert 299 <= age < 360
+
+    @pytest.mark.real
+    def test_redis_mode_reports_the_oldest_in_flight_webhook(self, env, queue, redis_url):
+        import time
+
+        import redis
+
+        from workers.celery_app import INFLIGHT_SINCE
+
+        client = create_app({**env, "REDIS_URL": redis_url}, queue=queue).test_client()
+        broker = redis.Redis.from_url(redis_url)
+        now = time.time()
+        broker.zadd(INFLIGHT_SINCE, {"e-new": now - 5, "e-old": now - 240})
+        age = value(scrape(client), "engagehook_oldest_pending_seconds", source="broker")
+        assert 239 <= age < 300
+        broker.delete(INFLIGHT_SINCE)
+        assert value(scrape(client), "engagehook_oldest_pending_seconds", source="broker") == 0
+        broker.close()
+
+    def test_web_serves_build_info(self, client):
+        import platform
+
+        from engagehook.build import version
+
+        text = scrape(client)
+        labels = {"version": version(), "python": platform.python_version(), "role": "web"}
+        assert value(text, "engagehook_build_info", **labels) == 1
+        assert version() != "unknown"
+
+    def test_worker_serves_build_info(self):
+        assert (
+            total(
+                generate_text(worker_metrics.exposition_registry()),
+                "engagehook_build_info",
+                role="worker",
+            )
+            == 1
+        )
+
+    def test_worker_serves_build_info_in_multiprocess_mode(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        text = generate_text(worker_metrics.exposition_registry())
+        assert total(text, "engagehook_build_info", role="worker") == 1
+
+
+def generate_text(registry) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(registry).decode()

@@ -15,16 +15,20 @@ back what a killed worker held, at start and periodically. Celery selects it by 
 from __future__ import annotations
 
 import datetime
+import os
+import sqlite3
 import threading
 from typing import Any
 
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.transport import virtual
+from kombu.utils.json import dumps
 from kombu.utils.json import loads
 from sqlalchemy import create_engine
 from sqlalchemy import event as sa_event
 from sqlalchemy import inspect
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 TRANSPORT = "workers.embedded_broker:Transport"
@@ -79,7 +83,18 @@ class Channel(kombu_sqla.Channel):
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         with self._session_lock:
-            super()._put(queue, payload, **kwargs)
+            obj = self._get_or_create(queue)
+            message = self.message_cls(dumps(payload), obj)
+            # kombu leaves the timestamp NULL until the first fetch; stamped on insert, the
+            # table tells how long its oldest message has waited (oldest_message_at).
+            message.sent_at = datetime.datetime.now()
+            self.session.add(message)
+            try:
+                self.session.commit()
+            except OperationalError:
+                # The publish must fail (and be retried), never report an unstored message.
+                self.session.rollback()
+                raise
 
     def _size(self, queue: str) -> int:
         with self._session_lock:
@@ -197,3 +212,26 @@ def pending_messages(broker_url: str) -> int:
             return int(conn.execute(text("SELECT count(*) FROM kombu_message")).scalar() or 0)
     finally:
         engine.dispose()
+
+
+def oldest_message_at(broker_url: str, timeout: float = 30.0) -> datetime.datetime | None:
+    """When the oldest message waiting or in flight was queued, or last handed to a worker.
+
+    A naive local time, as kombu stamps rows. None when the broker holds no message. Read
+    through a read-only connection, so a scrape never takes the writers' lock.
+    """
+    path = broker_url.removeprefix("sqlite:///")
+    if not os.path.exists(path):
+        return None  # nothing was ever published
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        row = conn.execute("SELECT min(timestamp) FROM kombu_message").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    finally:
+        conn.close()
+    if not row or row[0] is None:
+        return None
+    return datetime.datetime.fromisoformat(row[0])

@@ -13,15 +13,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 import redis
 
-from handlers.store import Store
 from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
+
+if TYPE_CHECKING:  # ingest reads oldest_since for /metrics and must not load the store
+    from handlers.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,15 @@ def forget(client: redis.Redis, event_id: str) -> None:
     pipe.hdel(INFLIGHT_BODIES, event_id)
     pipe.zrem(INFLIGHT_SINCE, event_id)
     pipe.execute()
+
+
+def oldest_since(client: redis.Redis) -> float | None:
+    """Publish time (epoch seconds) of the oldest webhook no worker has recorded yet.
+
+    None when nothing is in flight. A webhook the sweeper republished counts from then.
+    """
+    oldest = client.zrange(INFLIGHT_SINCE, 0, 0, withscores=True)
+    return float(oldest[0][1]) if oldest else None
 
 
 def _oldest_queued_since(client: redis.Redis) -> float | None:

@@ -23,6 +23,7 @@ from prometheus_client import Histogram
 from prometheus_client import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from engagehook.build import BuildInfoCollector
 from handlers.events import EVENT_TYPES
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import RUN_HOOK
@@ -37,6 +38,7 @@ _EVENT_TYPE_IN_ARGSREPR = re.compile(r"eventType='([A-Z_]+)'")
 _REASON = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}")
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+REGISTRY.register(BuildInfoCollector("worker"))
 EVENTS = Counter(
     "engagehook_events_processed",
     "Deliveries processed by a worker, by eventType and outcome (processed, stale, duplicate, "
@@ -130,6 +132,7 @@ def exposition_registry() -> CollectorRegistry:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
+        registry.register(BuildInfoCollector("worker"))
         return registry
     return REGISTRY
 
