@@ -101,6 +101,10 @@ class Settings:
     # A failing user hook is retried this often, waiting about base * 2**n seconds (jittered).
     hook_max_retries: int = 5
     hook_retry_backoff: float = 1.0
+    # Retention (ENGAGEHOOK_RETENTION_DAYS): finished event records older than this many days
+    # are pruned by the workers on a schedule; 0 is off. Unset: 30 in embedded mode (nothing
+    # else would ever prune it), off with Redis (production schedules it, or sets this).
+    retention_days: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -136,6 +140,7 @@ class Settings:
             flower_basic_auth=_basic_auth(environ, "FLOWER_BASIC_AUTH"),
             hook_max_retries=_count(environ, "ENGAGEHOOK_HOOK_MAX_RETRIES", 5),
             hook_retry_backoff=_seconds(environ, "ENGAGEHOOK_HOOK_RETRY_BACKOFF", 1.0),
+            retention_days=_retention_days(environ, embedded=redis_url is None),
         )
 
     @property
@@ -186,6 +191,23 @@ class Settings:
         out["redis_url"] = _mask_url(self.redis_url) if self.redis_url else None
         out["database_url"] = _mask_url(self.database_url) if self.database_url else None
         return out
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+EMBEDDED_RETENTION_DAYS = 30
+MAX_RETENTION_DAYS = 36_500
+
+
+def _retention_days(environ: Mapping[str, str], *, embedded: bool) -> int:
+    default = EMBEDDED_RETENTION_DAYS if embedded else 0
+    days = _count(environ, "ENGAGEHOOK_RETENTION_DAYS", default)
+    if days > MAX_RETENTION_DAYS:
+        raise ConfigError(
+            f"ENGAGEHOOK_RETENTION_DAYS must be at most {MAX_RETENTION_DAYS} days; "
+            f"set 0 to keep records forever, got {days}"
+        )
+    return days
 
 
 def _log_level(environ: Mapping[str, str]) -> str:

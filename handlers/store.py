@@ -56,6 +56,9 @@ from handlers.models import utcnow
 TAKEN_STATES = frozenset({"processed", "stale"})
 # States in which an event id needs nothing more from a worker.
 FINAL_STATES = TAKEN_STATES | {"dead_lettered"}
+# What retention may delete: outcomes nothing will ever act on again (see Store.prune).
+FINISHED_EVENT_STATES = ("processed", "duplicate", "stale")
+FINISHED_HOOK_RUN_STATES = ("done",)
 EVENT_STATES = ("queued", "processed", "duplicate", "stale", "retrying", "dead_lettered")
 HOOK_RUN_STATES = ("pending", "running", "done", "dead_lettered")
 # Execution option that marks a read-only unit of work (a deferred BEGIN on SQLite).
@@ -505,19 +508,26 @@ class Store:
     def prune(self, older_than: timedelta) -> int:
         """Delete finished event records (and their hook runs) older than ``older_than``.
 
-        Records whose hooks have not finished are kept: a hook run needs its event's body.
+        Finished: processed, duplicate or stale, and every hook run of the event done. Dead
+        letters wait for a decision (replay), and so does an event with a hook run pending,
+        running or dead-lettered: a hook run needs its event's body to run or be replayed.
         The appointment history stays, so a pruned event delivered again is still a duplicate.
+        This is the one pruning function: `engagehook prune` and the workers' schedule call it.
         """
         cutoff = utcnow() - older_than
         with self.transaction() as session:
-            unfinished = select(HookRun.event_id).where(HookRun.state.in_(("pending", "running")))
+            unfinished = select(HookRun.event_id).where(
+                HookRun.state.not_in(FINISHED_HOOK_RUN_STATES)
+            )
             old = select(EventRecord.id).where(
-                EventRecord.state.in_(("processed", "stale")),
+                EventRecord.state.in_(FINISHED_EVENT_STATES),
                 EventRecord.processed_at < cutoff,
                 EventRecord.id.not_in(unfinished),
             )
             session.execute(
-                delete(HookRun).where(HookRun.event_id.in_(old), HookRun.state == "done")
+                delete(HookRun).where(
+                    HookRun.event_id.in_(old), HookRun.state.in_(FINISHED_HOOK_RUN_STATES)
+                )
             )
             result = session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
             return int(result.rowcount or 0)

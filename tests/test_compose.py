@@ -388,3 +388,8 @@ class TestComposeCommandsBoot:
         finally:
             for process in processes:
                 stop(process)
+
+
+def test_compose_workers_prune_finished_records_by_default(compose):
+    settings = Settings.from_env(environment(compose["services"]["worker"]))
+    assert settings.retention_days == 30

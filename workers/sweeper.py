@@ -6,6 +6,8 @@
   main process SIGKILLed in that window) are republished from the in-flight registry.
 - Hook outbox: hook runs committed with their event but never finished (their message was
   lost, or the publish after the commit failed) are published again.
+- Retention: finished event records older than ENGAGEHOOK_RETENTION_DAYS are pruned about
+  once an hour (workers/retention.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from workers import inflight
 from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import RUN_HOOK
+from workers.retention import RetentionSchedule
+from workers.retention import redis_claim
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +80,30 @@ def _recover_inflight(settings: Settings, store: Store, celery_app: Celery) -> i
         client.close()
 
 
+def _retention(settings: Settings, store: Store) -> RetentionSchedule:
+    if settings.redis_url and settings.retention_days:
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        return RetentionSchedule(settings, store, claim=redis_claim(client))
+    return RetentionSchedule(settings, store)
+
+
 def _loop(settings: Settings, celery_app: Celery) -> None:
     store = Store(settings.store_url)
+    retention = _retention(settings, store)
     interval = min(SWEEP_INTERVAL_SECONDS, max(1.0, settings.visibility_timeout / 2))
     while not _stop.wait(interval):
         try:
             sweep(settings, store, celery_app)
         except Exception:  # noqa: BLE001 - the next pass tries again
             logger.exception("sweep failed")
+        try:
+            retention.run_if_due()
+        except Exception:  # noqa: BLE001 - the next interval tries again
+            logger.exception("retention failed")
 
 
 @worker_ready.connect

@@ -234,6 +234,21 @@ class TestPrune:
         assert store.prune(timedelta(seconds=-1)) == 0
         assert store.get_event("e-1")["state"] == "dead_lettered"
 
+    def test_prune_keeps_an_event_whose_hook_run_was_dead_lettered(self, store):
+        # The dead hook run waits for a replay, which needs its event's raw body.
+        (run_id,) = apply(store, event("CREATE", event_id="e-1"), ["crm:sync"]).hook_run_ids
+        store.finish_hook_run(run_id, state="dead_lettered", error="crm down")
+        assert store.prune(timedelta(seconds=-1)) == 0
+        assert store.get_event("e-1")["hooks"][0]["state"] == "dead_lettered"
+        assert [run["eventId"] for run in store.dead_hook_runs()] == ["e-1"]
+
+    def test_prune_deletes_an_event_with_its_done_hook_runs(self, store):
+        (run_id,) = apply(store, event("CREATE", event_id="e-1"), ["crm:sync"]).hook_run_ids
+        store.finish_hook_run(run_id, state="done")
+        assert store.prune(timedelta(seconds=-1)) == 1
+        with store.transaction() as session:
+            assert session.get(HookRun, run_id) is None
+
 
 class TestHookRuns:
     def test_claim_marks_running_and_hands_over_the_raw_body(self, store):
