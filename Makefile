@@ -3,7 +3,7 @@
 VENV ?= .venv
 
 $(VENV)/bin/engagehook:
-	python3 -m venv $(VENV) && $(VENV)/bin/pip install -e '.[test]'
+	python3 -m venv $(VENV) && $(VENV)/bin/pip install -c requirements.lock -e '.[test]'
 
 serve: $(VENV)/bin/engagehook
 	$(VENV)/bin/engagehook serve
@@ -12,7 +12,7 @@ test: $(VENV)/bin/engagehook
 	$(VENV)/bin/pytest
 
 bench: $(VENV)/bin/engagehook
-	$(VENV)/bin/pip install -q -e '.[test,bench]' && $(VENV)/bin/python -m bench.run
+	$(VENV)/bin/pip install -q -c requirements.lock -e '.[test,bench]' && $(VENV)/bin/python -m bench.run
 
 soak: $(VENV)/bin/engagehook
 	ENGAGEHOOK_SOAK=1 $(VENV)/bin/pytest tests/faults -m slow

@@ -9,12 +9,15 @@ service's own healthcheck against it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from engagehook.cli import build_parser
 from engagehook.config import Settings
@@ -34,6 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+CADDYFILE = ROOT / "deploy" / "Caddyfile"
+LOCK = ROOT / "requirements.lock"
+PYPROJECT = ROOT / "pyproject.toml"
+CI_RUN = ROOT / ".ci" / "run"
+README = ROOT / "README.md"
 ENGAGEHOOK_SERVICES = {"migrate": "migrate", "web": "web", "worker": "worker", "flower": "flower"}
 # What an operator puts in .env; the compose file refuses to start without the first three.
 DOTENV = {
@@ -136,6 +147,14 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
+def redis_bytes(size: str) -> int:
+    """A redis.conf memory size (512mb, 2gb, 1048576) in bytes."""
+    match = re.fullmatch(r"(\d+)(b|k|kb|m|mb|g|gb)?", size.lower())
+    assert match, size
+    unit = {"k": 1000, "kb": 1024, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}
+    return int(match[1]) * unit.get(match[2] or "b", 1)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
     return load_compose()
@@ -208,7 +227,7 @@ class TestHealthchecks:
         port = option(web["command"], "--port")
         assert option(web["command"], "--host") == "0.0.0.0"
         assert f"http://127.0.0.1:{port}/readyz" in " ".join(healthcheck_command(web))
-        assert all(mapping.endswith(f":{port}") for mapping in web["ports"])
+        assert [str(p) for p in web["expose"]] == [port]
 
     def test_flower_healthcheck_calls_flower_on_its_port(self, compose):
         flower = compose["services"]["flower"]
@@ -236,6 +255,8 @@ class TestDurabilityAndScaling:
         command = compose["services"]["redis"]["command"]
         assert option(command, "--appendonly") == "yes"
         assert option(command, "--maxmemory-policy") == "noeviction"
+        # noeviction only applies once a limit is set: without one Redis grows until killed.
+        assert redis_bytes(option(command, "--maxmemory")) >= 64 * 2**20
         assert any(volume.endswith(":/data") for volume in compose["services"]["redis"]["volumes"])
 
     def test_postgres_keeps_its_data_in_a_named_volume(self, compose):
@@ -393,3 +414,337 @@ class TestComposeCommandsBoot:
 def test_compose_workers_prune_finished_records_by_default(compose):
     settings = Settings.from_env(environment(compose["services"]["worker"]))
     assert settings.retention_days == 30
+
+
+# -- the edge: a TLS proxy in front of web --------------------------------------------------
+
+
+def caddy_directive(name: str) -> list[list[str]]:
+    """The arguments of every line of the Caddyfile that starts with ``name``."""
+    lines = [line.split("#", 1)[0].split() for line in CADDYFILE.read_text().splitlines()]
+    return [line[1:] for line in lines if line and line[0] == name]
+
+
+def caddy_size(size: str) -> int:
+    match = re.fullmatch(r"(\d+)(B|KB|KiB|MB|MiB|GB|GiB)?", size)
+    assert match, size
+    unit = {"KB": 10**3, "KiB": 2**10, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30}
+    return int(match[1]) * unit.get(match[2] or "B", 1)
+
+
+def published_host_ips(service: dict[str, Any]) -> list[str]:
+    """The host address of each published port ("" when it binds every interface)."""
+    out = []
+    for mapping in service.get("ports", []):
+        parts = str(mapping).split(":")
+        out.append(parts[0] if len(parts) == 3 else "")
+    return out
+
+
+class TestEdge:
+    """Only the proxy faces the network; it terminates TLS, buffers, and keeps tokens out of logs."""
+
+    def test_only_the_proxy_publishes_ports_to_the_network(self, compose):
+        for name, service in compose["services"].items():
+            if name == "proxy":
+                continue
+            assert all(ip == "127.0.0.1" for ip in published_host_ips(service)), name
+
+    def test_web_is_reached_only_through_the_proxy(self, compose):
+        assert "ports" not in compose["services"]["web"]
+        web_port = option(compose["services"]["web"]["command"], "--port")
+        assert caddy_directive("reverse_proxy") == [[f"web:{web_port}", "{"]]
+        proxy = compose["services"]["proxy"]
+        assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+
+    def test_proxy_serves_https_with_this_caddyfile(self, compose):
+        proxy = compose["services"]["proxy"]
+        assert proxy["image"].startswith("caddy:2.")
+        assert any(str(p).endswith(":443") for p in proxy["ports"])
+        assert any(str(p).endswith(":80") for p in proxy["ports"])  # ACME and the redirect
+        mounts = [str(v).split(":") for v in proxy["volumes"]]
+        assert ["./deploy/Caddyfile", "/etc/caddy/Caddyfile", "ro"] in mounts
+        assert any(m[1] == "/data" and m[0] in compose["volumes"] for m in mounts)
+        assert "healthcheck" in proxy
+
+    def test_localhost_gets_the_local_ca_and_a_domain_a_real_certificate(self, compose):
+        text = CADDYFILE.read_text()
+        assert re.search(r"^localhost \{\n\ttls internal\n", text, flags=re.MULTILINE)
+        site = re.search(r"^\{\$ENGAGEHOOK_DOMAIN:([^}]+)\} \{\n(.*?)^\}", text, re.M | re.S)
+        assert site and "tls" not in site[2]  # automatic HTTPS: ACME for a public name
+        compose_default = environment(compose["services"]["proxy"])["ENGAGEHOOK_DOMAIN"]
+        assert compose_default == site[1] == "engagehook.localhost"  # *.localhost: local CA
+
+    def test_proxy_buffers_whole_bodies_up_to_past_max_body_bytes(self, compose):
+        limit = Settings.from_env(environment(compose["services"]["web"])).max_body_bytes
+        (buffers,) = caddy_directive("request_buffers")
+        (max_size,) = caddy_directive("max_size")
+        assert caddy_size(buffers[0]) > limit
+        assert caddy_size(max_size[0]) > limit  # web answers 413 itself, in its JSON shape
+
+    def test_proxy_cuts_off_clients_that_trickle_their_request(self):
+        (read_body,) = caddy_directive("read_body")
+        (read_header,) = caddy_directive("read_header")
+        assert read_body and read_header
+
+    def test_access_log_redacts_the_token_in_the_query_string(self):
+        text = CADDYFILE.read_text()
+        block = re.search(r"request>uri query \{(.*?)\}", text, flags=re.S)
+        assert block and "replace token REDACTED" in block[1]
+        assert caddy_directive("request>headers>Authorization") == [["delete"]]
+
+    def test_web_stops_later_than_gunicorn_finishes_its_requests(self, compose):
+        import ingest.gunicorn_conf as gunicorn_conf
+
+        grace = compose["services"]["web"]["stop_grace_period"]
+        assert grace.endswith("s")
+        assert int(grace[:-1]) > gunicorn_conf.graceful_timeout
+        assert "--graceful-timeout" not in compose["services"]["web"]["command"]
+
+    def test_flower_runs_under_an_init_and_only_on_the_host_loopback(self, compose):
+        flower = compose["services"]["flower"]
+        assert flower["init"] is True
+        assert published_host_ips(flower) == ["127.0.0.1"]
+
+    def test_one_shot_migration_has_no_healthcheck_to_fail(self, compose):
+        assert compose["services"]["migrate"]["healthcheck"] == {"disable": True}
+
+
+def caddy_binary() -> str:
+    path = shutil.which("caddy")
+    if path is None:
+        pytest.skip("caddy is not installed (Debian/Ubuntu: apt-get install caddy)")
+    return path
+
+
+def adapted_caddyfile(tmp_path: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The Caddyfile as the caddy on this machine reads it (JSON config)."""
+    caddy = caddy_binary()
+    text = CADDYFILE.read_text()
+    version = subprocess.run([caddy, "version"], capture_output=True, text=True, timeout=30)
+    found = re.search(r"v?(\d+)\.(\d+)", version.stdout)
+    if found and (int(found[1]), int(found[2])) < (2, 7):
+        # Caddy before 2.7 spells request buffering `buffer_requests`; the rest is read as is.
+        text = re.sub(r"request_buffers \S+", "buffer_requests", text)
+    config = tmp_path / "Caddyfile"
+    config.write_text(text)
+    result = subprocess.run(
+        [caddy, "adapt", "--adapter", "caddyfile", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+class TestCaddyReadsTheCaddyfile:
+    """caddy itself adapts the file (where caddy is installed): what it will do, not what it says."""
+
+    def internal_subjects(self, config: dict[str, Any]) -> set[str]:
+        policies = config["apps"].get("tls", {}).get("automation", {}).get("policies", [])
+        return {
+            subject
+            for policy in policies
+            if any(issuer["module"] == "internal" for issuer in policy.get("issuers", []))
+            for subject in policy.get("subjects", [])
+        }
+
+    def test_default_sites_use_the_local_ca(self, tmp_path):
+        config = adapted_caddyfile(tmp_path, {"ENGAGEHOOK_DOMAIN": "engagehook.localhost"})
+        assert "localhost" in self.internal_subjects(config)
+
+    def test_a_public_domain_is_not_given_the_local_ca(self, tmp_path):
+        config = adapted_caddyfile(tmp_path, {"ENGAGEHOOK_DOMAIN": "hooks.example.com"})
+        routes = config["apps"]["http"]["servers"]["srv0"]["routes"]
+        hosts = {host for route in routes for m in route.get("match", []) for host in m["host"]}
+        assert "hooks.example.com" in hosts
+        assert "hooks.example.com" not in self.internal_subjects(config)
+
+    def test_every_access_log_redacts_token_and_drops_credentials(self, tmp_path):
+        config = adapted_caddyfile(tmp_path, {"ENGAGEHOOK_DOMAIN": "hooks.example.com"})
+        logs = {k: v for k, v in config["logging"]["logs"].items() if k != "default"}
+        assert logs
+        for log in logs.values():
+            fields = log["encoder"]["fields"]
+            actions = fields["request>uri"]["actions"]
+            assert {"parameter": "token", "type": "replace", "value": "REDACTED"} in actions
+            assert fields["request>headers>Authorization"]["filter"] == "delete"
+
+    def test_requests_are_buffered_before_they_reach_web(self, tmp_path):
+        config = adapted_caddyfile(tmp_path, {})
+        text = json.dumps(config)
+        assert '"request_buffers"' in text or '"buffer_requests": true' in text
+        assert '"dial": "web:8000"' in text
+
+
+# -- the image and the lock ------------------------------------------------------------------
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in LOCK.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?==([^\s;]+)", line)
+        if match:
+            pins[canonicalize_name(match[1])] = match[2]
+    return pins
+
+
+def declared_requirements() -> list[Requirement]:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    return [Requirement(r) for r in declared]
+
+
+def readme_test_command() -> str:
+    blocks = re.findall(r"```sh\n(.*?)\n```", README.read_text(), flags=re.S)
+    return blocks[1].strip()
+
+
+class TestDockerfileBuild:
+    """The image installs what CI tested, caches dependencies well, and checks its own health."""
+
+    def stage(self, which: int) -> str:
+        return DOCKERFILE.read_text().split("\nFROM ")[which]
+
+    def test_image_uses_the_python_minor_ci_tests_on(self):
+        minor = re.search(r"^ARG PYTHON_IMAGE=python:(3\.\d+)-slim$", DOCKERFILE.read_text(), re.M)[
+            1
+        ]
+        ruff_target = tomllib.loads(PYPROJECT.read_text())["tool"]["ruff"]["target-version"]
+        assert ruff_target == "py" + minor.replace(".", "")
+        assert f"--python-version {minor}" in LOCK.read_text()
+        if os.environ.get("CI"):
+            assert f"{sys.version_info.major}.{sys.version_info.minor}" == minor
+
+    def test_dependency_layer_is_built_from_the_lock_without_the_readme(self):
+        build = self.stage(1)
+        first_install = build.index("pip install")
+        before = build[:first_install]
+        copied_before = [
+            line.split()[1:-1] for line in before.splitlines() if line.startswith("COPY ")
+        ]
+        assert copied_before == [["pyproject.toml", "requirements.lock"]]
+        assert "-c requirements.lock" in build[first_install:].splitlines()[0]
+        # The real README arrives with the code, after the dependencies are installed.
+        assert build.index("COPY README.md") > first_install
+
+    def test_final_install_adds_no_dependency_of_its_own(self):
+        build = self.stage(1)
+        final = [line for line in build.splitlines() if "pip install --no-deps" in line]
+        assert final and "-c requirements.lock" in final[0]
+
+    def test_image_healthcheck_asks_readyz_of_the_default_command(self):
+        stage = self.final_stage()
+        instruction = re.search(r"^HEALTHCHECK (?:.*\\\n)*.*$", stage, flags=re.M)
+        assert instruction, "the image has no HEALTHCHECK"
+        default = yaml.safe_load(re.search(r"^CMD (\[.*\])$", stage, flags=re.M)[1])
+        port = option(default, "--port")
+        assert f"http://127.0.0.1:{port}/readyz" in instruction[0]
+
+    def final_stage(self) -> str:
+        return DOCKERFILE.read_text().split("\nFROM ")[-1]
+
+    def test_lock_is_in_the_build_context(self):
+        patterns = [line for line in DOCKERIGNORE.read_text().splitlines() if line[:1] != "#"]
+        assert "requirements.lock" not in patterns and "*.lock" not in patterns
+
+
+class TestLock:
+    """requirements.lock pins every declared dependency inside pyproject's ranges."""
+
+    def test_every_declared_dependency_is_pinned_inside_its_range(self):
+        pins = lock_pins()
+        for requirement in declared_requirements():
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{name} is not in requirements.lock"
+            assert requirement.specifier.contains(pins[name], prereleases=True), (
+                f"{name}=={pins[name]} is outside {requirement.specifier}"
+            )
+
+    @pytest.mark.parametrize("name", ["celery", "kombu", "billiard", "redis"])
+    def test_internals_we_rely_on_are_capped_below_the_next_minor(self, name):
+        locked = Version(lock_pins()[name])
+        (requirement,) = [r for r in declared_requirements() if canonicalize_name(r.name) == name]
+        assert requirement.specifier.contains(locked)
+        assert not requirement.specifier.contains(Version(f"{locked.major}.{locked.minor + 1}"))
+
+    @pytest.mark.parametrize("name", ["flask", "marshmallow", "sqlalchemy", "gunicorn", "flower"])
+    def test_other_runtime_dependencies_have_an_upper_bound(self, name):
+        (requirement,) = [r for r in declared_requirements() if canonicalize_name(r.name) == name]
+        assert any(spec.operator == "<" for spec in requirement.specifier)
+
+    def test_ci_runs_the_readmes_test_command_and_it_installs_from_the_lock(self):
+        command = readme_test_command()
+        assert "\n" not in command
+        assert "-c requirements.lock" in command
+        assert command in CI_RUN.read_text().splitlines()
+
+    def test_this_environment_matches_the_lock(self):
+        from importlib import metadata
+
+        mismatched = {}
+        for name, pinned in lock_pins().items():
+            try:
+                installed = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue  # an extra this environment did not install, or another platform
+            if Version(installed) != Version(pinned):
+                mismatched[name] = (installed, pinned)
+        if mismatched and not os.environ.get("CI"):
+            pytest.skip(f"this venv was installed without the lock: {mismatched}")
+        assert mismatched == {}
+
+
+def test_docker_compose_config_accepts_the_file(tmp_path):
+    docker = shutil.which("docker")
+    probe = (
+        subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30)
+        if docker
+        else None
+    )
+    if probe is None or probe.returncode != 0:
+        pytest.skip("the docker compose plugin is not installed here")
+    result = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **DOTENV},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_flower_exits_on_sigterm_well_within_its_stop_grace_period(compose, tmp_path, redis_url):
+    """What `docker compose stop flower` does: SIGTERM to the command, SIGKILL after the grace."""
+    import signal
+    import time
+
+    flower = compose["services"]["flower"]
+    grace = int(flower["stop_grace_period"].removesuffix("s"))
+    port = free_port()
+    env = {**environment(flower), "REDIS_URL": redis_url, "ENGAGEHOOK_DATA_DIR": str(tmp_path)}
+    process = start(adapt(flower["command"], "--port", port), env, tmp_path / "flower.log")
+    try:
+        auth = tuple(DOTENV["FLOWER_BASIC_AUTH"].split(":"))
+
+        def healthy() -> bool:
+            try:
+                url = f"http://127.0.0.1:{port}/healthcheck"
+                return httpx.get(url, auth=auth, timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=60, interval=0.5)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)  # the init forwards it to the command only
+        process.wait(timeout=grace)
+        elapsed = time.monotonic() - started
+    finally:
+        stop(process)
+    assert process.returncode == 0, (tmp_path / "flower.log").read_text()[-2000:]
+    assert elapsed < grace / 2
