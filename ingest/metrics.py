@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -210,14 +211,15 @@ class StateCollector:
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        oldest: dict[str, float | None] = {}  # per scrape: scrapes may run concurrently
         up = GaugeMetricFamily(
             "engagehook_source_up",
             "1 when the source of the gauges below answered this scrape.",
             labels=["source"],
         )
         for source, read in (
-            ("broker", self._broker),
-            ("spool", self._spool),
+            ("broker", partial(self._broker, oldest)),
+            ("spool", partial(self._spool, oldest)),
             ("store", self._store),
         ):
             try:
@@ -229,11 +231,12 @@ class StateCollector:
             up.add_metric([source], 1)
             yield from families
         yield up
+        yield _oldest_pending(oldest)
         yield build_info("web")
 
     # broker ------------------------------------------------------------------------------------
 
-    def _broker(self) -> Iterator[GaugeMetricFamily]:
+    def _broker(self, oldest: dict[str, float | None]) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
             "engagehook_queue_depth", "Messages waiting in the broker, per queue.", labels=["queue"]
         )
@@ -251,7 +254,7 @@ class StateCollector:
         unacked.add_metric([], held)
         yield depth
         yield unacked
-        yield _oldest_pending("broker", self._broker_oldest_since())
+        oldest["broker"] = self._broker_oldest_since()
 
     def _broker_oldest_since(self) -> float | None:
         if self.settings.embedded:
@@ -308,7 +311,7 @@ class StateCollector:
 
     # spool -------------------------------------------------------------------------------------
 
-    def _spool(self) -> Iterator[GaugeMetricFamily]:
+    def _spool(self, oldest: dict[str, float | None]) -> Iterator[GaugeMetricFamily]:
         from ingest.spool import CORRUPT_DIR
         from ingest.spool import Spool
 
@@ -333,7 +336,7 @@ class StateCollector:
             "Spool files that could not be read back, set aside for a human.",
             value=_count_files(self.settings.spool_dir / CORRUPT_DIR),
         )
-        yield _oldest_pending("spool", spool.oldest_arrival())
+        oldest["spool"] = spool.oldest_arrival()
 
     # store -------------------------------------------------------------------------------------
 
@@ -377,14 +380,17 @@ class StateCollector:
         return self._engine
 
 
-def _oldest_pending(source: str, since: float | None) -> GaugeMetricFamily:
+def _oldest_pending(since: dict[str, float | None]) -> GaugeMetricFamily:
+    """One family for every source that answered (a family may appear once per scrape)."""
     family = GaugeMetricFamily(
         "engagehook_oldest_pending_seconds",
         "Age of the oldest acknowledged webhook not yet processed, per source (broker, spool); "
         "0 when none waits.",
         labels=["source"],
     )
-    family.add_metric([source], max(0.0, time.time() - since) if since is not None else 0.0)
+    now = time.time()
+    for source, at in since.items():
+        family.add_metric([source], max(0.0, now - at) if at is not None else 0.0)
     return family
 
 

@@ -533,3 +533,19 @@ def generate_text(registry) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(registry).decode()
+
+
+def test_every_metric_family_appears_once_per_scrape(env, data_dir):
+    """Prometheus rejects a scrape that repeats a family's HELP or TYPE line."""
+    settings = Settings.from_env(env)
+    Spool(settings.spool_dir, 10_000_000).put(
+        "{}", event_id="e", event_type=None, appointment_id=None
+    )
+    CeleryQueue(create_celery_app(settings)).enqueue(
+        body(load_payload()), event_id="e-1", event_type="CREATE", appointment_id="a-1"
+    )
+    text = scrape(create_app(env, queue=UnreachableQueue()).test_client())
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+    assert value(text, "engagehook_oldest_pending_seconds", source="spool") >= 0
+    assert value(text, "engagehook_oldest_pending_seconds", source="broker") >= 0
