@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
-EXAMPLES = ("CREATE", "CREATE_REQUEST", "REQUEST_ALTERNATIVE_DATE")
+# One sample envelope per eventType, each file named by its eventType.
+EXAMPLES = tuple(sorted(path.stem for path in PAYLOADS.glob("*.json")))
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CACHE: dict[str, dict[str, Any]] = {}
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import pytest
 
 from handlers.events import AppointmentEvent
+from tests.workers.payload_builders import EVENT_TYPES
 from tests.workers.payload_builders import EXAMPLES
 from tests.workers.payload_builders import edited
 from tests.workers.payload_builders import example
@@ -33,6 +34,10 @@ def rejection(raw: dict | bytes, mode: str = "tolerant") -> InvalidPayload:
 
 
 class TestExamples:
+    def test_there_is_one_example_per_event_type_named_by_it(self):
+        assert sorted(EXAMPLES) == sorted(EVENT_TYPES)
+        assert [example(name)["data"]["eventType"] for name in EXAMPLES] == list(EXAMPLES)
+
     @pytest.mark.parametrize("name", EXAMPLES)
     def test_example_validates_and_parses_into_an_event_in_both_modes(self, name):
         raw = example(name)
