@@ -81,10 +81,11 @@ def bind(**fields: object) -> None:
     for key, value in fields.items():
         if key not in IDENTIFIERS:
             continue
-        if identifier(value) is None:
+        bounded = identifier(value)
+        if bounded is None:
             current.pop(key, None)  # an identifier this event lacks must not linger from another
         else:
-            current[key] = identifier(value)
+            current[key] = bounded
     _context.set(current)
 
 
@@ -159,7 +160,7 @@ class CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

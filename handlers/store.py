@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
+from typing import cast
 
+from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import create_engine
@@ -33,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import IntegrityError
@@ -530,7 +533,7 @@ class Store:
                 )
             )
             result = session.execute(delete(EventRecord).where(EventRecord.id.in_(old)))
-            return int(result.rowcount or 0)
+            return int(cast(CursorResult[Any], result).rowcount or 0)
 
 
 @contextmanager
@@ -546,10 +549,11 @@ def _transient_on_database_trouble() -> Iterator[None]:
         raise TransientError(f"store connection lost: {exc.__class__.__name__}") from exc
 
 
-_EVENTS = EventRecord.__table__
-_APPOINTMENTS = Appointment.__table__
-_HISTORY = AppointmentChange.__table__
-_HOOK_RUNS = HookRun.__table__
+# Declarative classes type __table__ as a FromClause; these are the mapped Tables.
+_EVENTS = cast(Table, EventRecord.__table__)
+_APPOINTMENTS = cast(Table, Appointment.__table__)
+_HISTORY = cast(Table, AppointmentChange.__table__)
+_HOOK_RUNS = cast(Table, HookRun.__table__)
 
 _LOCK_EVENT_THEN_APPOINTMENT = text(
     # A 64-bit hash of each key: a collision only serialises two unrelated writers.
@@ -644,7 +648,7 @@ def _write_effect(
                 "attempts": 0,
                 "created_at": now,
             },
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]  # None only for statements without one
         for name in hook_names
     )
 

@@ -13,6 +13,9 @@ from ingest.metrics import note_answer
 class IngestError(HTTPException):
     """An answer the endpoint gives on purpose, with a machine code and a human message."""
 
+    code: int  # always set, unlike HTTPException's
+    description: str
+
     def __init__(
         self, status: int, error: str, message: str, headers: dict[str, str] | None = None
     ):

@@ -112,8 +112,8 @@ def classify(status_code: int, document: Any) -> tuple[str, str]:
 
 def note_envelope(envelope: dict[str, Any]) -> None:
     """Remember the identifiers of the webhook being handled, for its log line and metrics."""
-    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
-    appointment = data.get("appointment") if isinstance(data.get("appointment"), dict) else {}
+    data = found if isinstance(found := envelope.get("data"), dict) else {}
+    appointment = found if isinstance(found := data.get("appointment"), dict) else {}
     g.engagehook_webhook = {
         "event_id": logs.identifier(envelope.get("id")),
         "correlation_id": logs.identifier(envelope.get("correlationId")),
@@ -203,8 +203,8 @@ class StateCollector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._redis = None
-        self._engine = None
+        self._redis: Any = None  # redis.Redis, imported on first use
+        self._engine: Any = None  # sqlalchemy Engine, imported on first use
 
     def describe(self) -> Iterable[Any]:
         # Declaring no fixed metrics keeps registration from running a scrape.
@@ -270,6 +270,7 @@ class StateCollector:
         if self._redis is None:
             import redis
 
+            assert self.settings.redis_url is not None  # not embedded: Redis is configured
             self._redis = redis.Redis.from_url(
                 self.settings.redis_url,
                 socket_timeout=SOURCE_TIMEOUT_SECONDS,

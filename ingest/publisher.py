@@ -77,7 +77,9 @@ class RedisPublisher:
         message a worker loses between BRPOP and its unacked bookkeeping is found again.
         """
         task_id = str(uuid.uuid4())
-        commands = [(b"LPUSH", self.queue, self.task_message(task_id, body, argsrepr, event_id))]
+        commands: list[tuple[object, ...]] = [
+            (b"LPUSH", self.queue, self.task_message(task_id, body, argsrepr, event_id))
+        ]
         if event_id is not None:
             commands.append((b"HSET", INFLIGHT_BODIES, event_id, body))
             commands.append((b"ZADD", INFLIGHT_SINCE, b"NX", repr(time.time()), event_id))

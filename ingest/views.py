@@ -49,8 +49,8 @@ def receive_webhook():
     envelope = _parse_envelope(body)
     note_envelope(envelope)  # identifiers for the log line and metrics, never payload values
     event_id = envelope["id"]
-    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
-    appointment = data.get("appointment") if isinstance(data.get("appointment"), dict) else {}
+    data = found if isinstance(found := envelope.get("data"), dict) else {}
+    appointment = found if isinstance(found := data.get("appointment"), dict) else {}
     try:
         status = get_queue().enqueue(
             body.decode("utf-8"),

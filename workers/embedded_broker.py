@@ -81,7 +81,8 @@ class Channel(kombu_sqla.Channel):
         self._session_lock = threading.RLock()
         super().__init__(*args, **kwargs)
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's SQLAlchemy channel names and takes these arguments so (see test_celery_coupling).
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         with self._session_lock:
             obj = self._get_or_create(queue)
             message = self.message_cls(dumps(payload), obj)
@@ -117,7 +118,7 @@ class Channel(kombu_sqla.Channel):
                     self._engines[url] = engine, sessionmaker(bind=engine)
         return self._engines[url]
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str) -> dict[str, Any]:  # type: ignore[override]
         with self._session_lock:
             return self._get_locked(queue)
 

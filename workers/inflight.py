@@ -85,7 +85,7 @@ def recover(
         return {"settled": 0, "republished": 0}
     horizon = min(now - older_than, oldest_queued)
     ids = [
-        i.decode() if isinstance(i, bytes) else i
+        i.decode() if isinstance(i, bytes) else str(i)
         for i in client.zrangebyscore(INFLIGHT_SINCE, "-inf", f"({horizon}", start=0, num=BATCH)
     ]
     if not ids:
@@ -103,7 +103,7 @@ def recover(
         if body is None:
             client.zrem(INFLIGHT_SINCE, event_id)
             continue
-        republish(event_id, body.decode("utf-8"))
+        republish(event_id, body.decode("utf-8") if isinstance(body, bytes) else body)
         # Watch it again from now: it is back in the queue.
         client.zadd(INFLIGHT_SINCE, {event_id: time.time()}, xx=True)
         republished += 1

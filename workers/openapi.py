@@ -41,6 +41,7 @@ def build_openapi() -> dict[str, Any]:
         info={"description": DESCRIPTION},
     )
     converter = plugin.converter
+    assert converter is not None  # set by APISpec, which initialised the plugin above
     converter.add_attribute_function(_one_of_schema)
     converter.add_attribute_function(_str_or_int)
     converter.add_attribute_function(_strict_only)

@@ -72,6 +72,7 @@ def _recover_inflight(settings: Settings, store: Store, celery_app: Celery) -> i
             kwargsrepr="{}",
         )
 
+    assert settings.redis_url is not None  # the in-flight registry exists in Redis mode only
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     try:
         counts = inflight.recover(client, store, republish, settings.visibility_timeout)

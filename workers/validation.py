@@ -34,8 +34,8 @@ class InvalidPayload(Exception):
         self.reason = reason
         self.errors = errors
         raw = raw if isinstance(raw, dict) else {}
-        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-        appointment = data.get("appointment") if isinstance(data.get("appointment"), dict) else {}
+        data = found if isinstance(found := raw.get("data"), dict) else {}
+        appointment = found if isinstance(found := data.get("appointment"), dict) else {}
         self.event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
         self.event_type = data.get("eventType") if isinstance(data.get("eventType"), str) else None
         appointment_id = appointment.get("id")

@@ -35,8 +35,82 @@ def event_record(env: dict[str, str], event_id: str):
     return found if code == 0 else None
 
 
+# What each handler records in the appointment's history for its example payload (the state
+# before comes from the payload's previousAppointment; GENERIC_UPDATE compares with the store).
+EXPECTED_CHANGES: dict[str, dict] = {
+    "ACCEPT": {"status": {"old": "INCOMING_REQUEST", "new": "ACCEPTED"}},
+    "REASSIGN": {
+        "employees": {
+            "old": [{"id": "e3f1a2b4-6c7d-4e8f-9a0b-0000000000d1", "role": "PRIMARY"}],
+            "new": [{"id": "e3f1a2b4-6c7d-4e8f-9a0b-0000000000d2", "role": "PRIMARY"}],
+        }
+    },
+    "CANCEL": {
+        "status": {"old": "ACCEPTED", "new": "CANCELLED"},
+        "answers": [
+            {
+                "id": "b1e2c3d4-0001-4f00-9000-000000000206",
+                "answerType": "APPOINTMENT_CANCELLATION",
+                "questionId": "9e8d7c6b-0001-4a00-8000-000000000306",
+                "value": None,
+                "selectedAnswerOptions": ["OPT-OTHER-OFFER"],
+                "files": [],
+            }
+        ],
+    },
+    "COMPLETE": {
+        "status": {"old": "ACCEPTED", "new": "COMPLETED"},
+        "answers": [
+            {
+                "id": "b1e2c3d4-0001-4f00-9000-000000000207",
+                "answerType": "APPOINTMENT_COMPLETION",
+                "questionId": "9e8d7c6b-0001-4a00-8000-000000000307",
+                "value": "Offerte opgemaakt, klant beslist volgende week.",
+                "selectedAnswerOptions": [],
+                "files": [],
+            }
+        ],
+    },
+    "CREATE": {"created": True, "status": {"old": None, "new": "ACCEPTED"}},
+    "RESCHEDULE": {
+        "start": {"old": "2024-10-08T08:00:00+00:00", "new": "2024-10-16T09:00:00+00:00"},
+        "end": {"old": "2024-10-08T09:00:00+00:00", "new": "2024-10-16T10:00:00+00:00"},
+    },
+    "REQUEST_ALTERNATIVE_DATE": {
+        "status": {"old": "OUTGOING_INVITE", "new": "ALTERNATIVE_DATE_REQUESTED"}
+    },
+    "CREATE_REQUEST": {"created": True, "status": {"old": None, "new": "INCOMING_REQUEST"}},
+    "RESCHEDULE_REQUEST": {
+        "status": {"old": "ACCEPTED", "new": "INCOMING_REQUEST"},
+        "start": {"old": "2024-10-08T08:00:00+00:00", "new": "2024-10-17T14:00:00+00:00"},
+        "end": {"old": "2024-10-08T09:00:00+00:00", "new": "2024-10-17T15:00:00+00:00"},
+    },
+    "REOPEN": {"status": {"old": "CANCELLED", "new": "ACCEPTED"}},
+    "GENERIC_UPDATE": {"fields": ["internalNotes", "messageForCustomer"]},
+}
+
+
+def state_before_generic_update() -> dict:
+    """The GENERIC_UPDATE example's appointment as first created: the notes it then changed."""
+    payload = load_payload("GENERIC_UPDATE")
+    create = load_payload("CREATE")["data"]["appointment"]
+    payload["id"] += "-before"
+    payload["data"]["eventType"] = "CREATE"
+    payload["data"]["previousAppointment"] = None
+    appointment = payload["data"]["appointment"]
+    appointment["updatedAt"] = create["updatedAt"]
+    for name in ("internalNotes", "messageForCustomer"):
+        appointment[name] = create[name]
+    return payload
+
+
 def check_examples_flow(url: str, env: dict[str, str]) -> None:
-    """Every example is acknowledged, processed, and visible through the CLI."""
+    """Every example is acknowledged, applied by its handler, and visible through the CLI."""
+    assert sorted(EXPECTED_CHANGES) == sorted(path.stem for path in EXAMPLE_FILES)
+    before = state_before_generic_update()
+    response = httpx.post(url, json=before, timeout=5)
+    assert response.status_code == 202, response.text
+    wait_until(lambda: stored_appointment(env, before["data"]["appointment"]["id"]), timeout=30)
     for path in EXAMPLE_FILES:
         response = post_file(url, path)
         assert response.status_code == 202, response.text
@@ -44,10 +118,17 @@ def check_examples_flow(url: str, env: dict[str, str]) -> None:
     for path in EXAMPLE_FILES:
         payload = json.loads(path.read_text())
         appointment_id = payload["data"]["appointment"]["id"]
-        found = wait_until(lambda a=appointment_id: stored_appointment(env, a), timeout=30)
+        found = wait_until(
+            lambda a=appointment_id, e=payload["id"]: (
+                (f := stored_appointment(env, a)) and f["lastEventId"] == e and f
+            ),
+            timeout=30,
+        )
         assert found["status"] == payload["data"]["appointment"]["status"]
-        assert found["lastEventId"] == payload["id"]
         assert found["snapshot"] == payload["data"]["appointment"]
+        last = found["history"][-1]
+        assert (last["eventId"], last["eventType"]) == (payload["id"], path.stem)
+        assert last["changes"] == EXPECTED_CHANGES[path.stem], path.stem
 
 
 def check_duplicate_is_processed_once(url: str, env: dict[str, str]) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
-EXAMPLES = ("CREATE", "CREATE_REQUEST", "REQUEST_ALTERNATIVE_DATE")
+# One sample envelope per eventType, each file named by its eventType.
+EXAMPLES = tuple(sorted(path.stem for path in PAYLOADS.glob("*.json")))
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CACHE: dict[str, dict[str, Any]] = {}
 
@@ -710,3 +711,41 @@ OPEN_PATHS: tuple[tuple[str, str], ...] = (
     (RAD, f"{PREV}.participants[0].brandNew"),
     (RAD, f"{PREV}.participants[0].employee.brandNew"),
 )
+
+BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
+
+
+##### Distinct documents: one test item per document, whatever number of rules share it #####
+
+
+def canonical(doc: Any) -> str:
+    """A key equal for equal documents (key order aside)."""
+    return json.dumps(doc, sort_keys=True)
+
+
+def distinct(named: list[tuple[str, dict[str, Any]]]) -> list[tuple[tuple[str, ...], Any]]:
+    """``(name, document)`` pairs grouped by document, first seen first: ``(names, document)``."""
+    groups: dict[str, tuple[list[str], Any]] = {}
+    for name, doc in named:
+        groups.setdefault(canonical(doc), ([], doc))[0].append(name)
+    return [(tuple(names), doc) for names, doc in groups.values()]
+
+
+def group_id(names: tuple[str, ...]) -> str:
+    """A readable test id for the rules that share one document."""
+    return names[0] if len(names) == 1 else f"{names[0]}+{len(names) - 1}"
+
+
+# The unedited examples are validated by tests/workers/test_schemas.py::TestExamples.
+UNEDITED = frozenset(canonical(example(name)) for name in EXAMPLES)
+# Every rule's passing document that is not an unedited example, each once.
+PASSING = [
+    (names, doc)
+    for names, doc in distinct([(rule.name, rule.passing()) for rule in RULES])
+    if canonical(doc) not in UNEDITED
+]
+# Every rule's failing document, each once; rules that share one agree on path and message.
+FAILING = [
+    (tuple(BY_NAME[name] for name in names), doc)
+    for names, doc in distinct([(rule.name, rule.failing()) for rule in RULES])
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from marshmallow import fields
 from marshmallow.validate import Length
 from marshmallow.validate import OneOf
@@ -241,7 +243,7 @@ class InvitedPreviousAppointmentSchema(PreviousAppointmentSchema):
     status = fields.String(required=True, validate=OneOf(INVITE_STATUSES))
 
 
-def _by_status(variants: list[type[BaseSchema]], **kwargs: object) -> OneOfNested:
+def _by_status(variants: Sequence[type[BaseSchema]], **kwargs: object) -> OneOfNested:
     """An appointment-shaped field whose variant ``status`` chooses; unknown ones are flagged."""
     message = f"{UNSUPPORTED_STATUS} {{input!r}}: expected one of {{choices}}"
     return OneOfNested("status", variants, unsupported=message, **kwargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from marshmallow import fields
 from marshmallow.validate import Length
 
@@ -24,11 +26,11 @@ def translations_schema(name: str, *keys: str) -> type[ClosedSchema]:
     Seven objects share this shape and differ only in their keys (spec 3.5), so the shape is
     written here once and each owner names its keys.
     """
-    declared = {
+    declared: dict[str, fields.Field] = {
         key: fields.List(fields.Nested(TranslationItemSchema), allow_none=True, data_key=key)
         for key in keys
     }
-    return ClosedSchema.from_dict(declared, name=name)
+    return cast(type[ClosedSchema], ClosedSchema.from_dict(declared, name=name))
 
 
 LocationTranslationsSchema = translations_schema(

@@ -146,7 +146,7 @@ class OneOfNested(fields.Field):
             raise ValidationError({self.discriminator: [self.error_messages["tag_type"]]})
         schema = self.schemas.get(tag)
         if schema is None:
-            message = self.error_messages["unsupported"].format(
+            message = str(self.error_messages["unsupported"]).format(
                 input=tag, choices=", ".join(self.schemas)
             )
             raise ValidationError({self.discriminator: [message]})
