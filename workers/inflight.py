@@ -37,6 +37,11 @@ def forget(client: redis.Redis, event_id: str) -> None:
     pipe.execute()
 
 
+def postpone(client: redis.Redis, event_id: str, due: float) -> None:
+    """Count the event as published at ``due`` (its retry's time), if it is watched at all."""
+    client.zadd(INFLIGHT_SINCE, {event_id: due}, xx=True)
+
+
 def _oldest_queued_since(client: redis.Redis) -> float | None:
     """Publish time of the oldest message still in the queue; inf when the queue is empty.
 
