@@ -3,7 +3,8 @@
 kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
 unacknowledged: a worker main process SIGKILLed between the two loses the message, although
 the sender was already told 202. So ingest writes, in the same MULTI as the LPUSH, the raw
-body under the event id (``INFLIGHT_BODIES``) with its publish time (``INFLIGHT_SINCE``);
+body, zlib-compressed, under the event id (``INFLIGHT_BODIES``) with its publish time
+(``INFLIGHT_SINCE``);
 the task forgets the id once the store holds an outcome; and the sweeper republishes ids
 that are older than VISIBILITY_TIMEOUT, have left the queue, and still have no outcome.
 """
@@ -22,6 +23,7 @@ from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
+from workers.celery_app import unpack_inflight_body
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ def recover(
         if body is None:
             client.zrem(INFLIGHT_SINCE, event_id)
             continue
-        republish(event_id, body.decode("utf-8"))
+        republish(event_id, unpack_inflight_body(body))
         # Watch it again from now: it is back in the queue.
         client.zadd(INFLIGHT_SINCE, {event_id: time.time()}, xx=True)
         republished += 1

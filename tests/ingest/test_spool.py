@@ -79,6 +79,7 @@ class TestSpool:
 
     def test_removing_a_payload_makes_room_again(self, tmp_path):
         spool = Spool(tmp_path / "spool", max_bytes=2_500)
+
         def raw(event_id: str) -> str:
             return json.dumps({"id": event_id, "pad": "p" * 1_000})
 
