@@ -48,10 +48,14 @@ def _start_role(role: str, settings: Settings) -> None:
 
 
 def _prepare_metrics_dir(settings: Settings, role: str) -> None:
-    """A fresh PROMETHEUS_MULTIPROC_DIR for this run, unless `serve` or the operator set one."""
+    """A fresh PROMETHEUS_MULTIPROC_DIR for this run, unless `serve` or the operator set one.
+
+    Under ``settings.metrics_base()``, never under the data dir: the files are memory-mapped,
+    and a spool that fills its disk must answer 503, not kill the process with SIGBUS.
+    """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return
-    base = settings.data_dir / "metrics"
+    base = settings.metrics_base()
     base.mkdir(parents=True, exist_ok=True)
     # Host name in the name: replicas may share the data dir, and in containers every PID is 1.
     host = socket.gethostname()
@@ -75,39 +79,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def worst_case_retry_seconds() -> float:
-    """The longest an event can spend in retry countdowns before it is dead-lettered."""
-    from workers.tasks import EVENT_MAX_RETRIES
-    from workers.tasks import RETRY_BACKOFF_FACTOR
-    from workers.tasks import RETRY_BACKOFF_MAX
-
-    return float(
-        sum(
-            min(RETRY_BACKOFF_MAX, RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
-            for n in range(EVENT_MAX_RETRIES)
-        )
-    )
+def _require_shared_store(settings: Settings) -> None:
+    try:
+        settings.require_shared_store()
+    except ConfigError as exc:
+        raise SystemExit(f"engagehook: configuration error: {exc}") from None
 
 
-def _check_visibility_timeout(settings: Settings) -> None:
-    worst = worst_case_retry_seconds()
-    if settings.visibility_timeout <= worst:
+def _require_current_schema(settings: Settings, role: str, *, absent_ok: bool = False) -> None:
+    """Refuse to start a role against a store whose schema is behind (only `migrate` upgrades).
+
+    ``absent_ok``: a store with no schema yet is only warned about (ingest needs no store to
+    accept webhooks). A store that cannot be reached now is left to the role's own retries:
+    ingest keeps accepting webhooks, and workers retry, through a database outage.
+    """
+    from handlers.migrate import schema_state
+    from handlers.store import make_engine
+
+    absent = "there is no store yet: run `engagehook migrate` first"
+    if _sqlite_file_missing(settings.store_url):
+        if absent_ok:
+            logger.warning("%s", absent)
+            return
+        raise SystemExit(f"engagehook {role}: {absent}")
+    engine = make_engine(settings.store_url)
+    try:
+        state = schema_state(engine)
+    except Exception as exc:  # noqa: BLE001 - unreachable now is not a reason to refuse
         logger.warning(
-            "VISIBILITY_TIMEOUT=%d does not exceed the worst-case retry schedule (%d s): a "
-            "retrying message may be delivered twice (harmless, the store takes each event id "
-            "once, but wasteful); set it to at least %d",
-            settings.visibility_timeout,
-            worst,
-            worst + 60,
+            "cannot read the store's schema revision (%s); starting anyway",
+            exc.__class__.__name__,
         )
+        return
+    finally:
+        engine.dispose()
+    if state.current is None and absent_ok:
+        logger.warning("%s", state.advice())
+    elif not state.up_to_date:
+        raise SystemExit(f"engagehook {role}: {state.advice()}")
 
 
-def _migrate_unless_done(settings: Settings) -> None:
-    if os.environ.get("ENGAGEHOOK_SKIP_MIGRATE") != "1":
-        from handlers.store import Store
+def _sqlite_file_missing(url: str) -> bool:
+    """True for a SQLite file URL whose file does not exist (opening it would create it)."""
+    from sqlalchemy.engine import make_url
 
-        settings.ensure_dirs()
-        Store(settings.store_url).migrate()
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).exists()
 
 
 def _print_json(value: object) -> None:
@@ -115,6 +137,37 @@ def _print_json(value: object) -> None:
 
 
 def _store(settings: Settings):
+    """The existing store at the current schema; exit with what to do otherwise.
+
+    Never migrates and never creates a file: inspection commands must not change a store
+    (nor leave a ./var behind when pointed at the wrong place).
+    """
+    from handlers.migrate import schema_state
+    from handlers.store import Store
+
+    if _sqlite_file_missing(settings.store_url):
+        print(
+            f"engagehook: there is no store at {settings.store_url} "
+            "(set DATABASE_URL or ENGAGEHOOK_DATA_DIR, or run `engagehook migrate`)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1)
+    store = Store(settings.store_url)
+    try:
+        state = schema_state(store.engine)
+    except Exception as exc:  # noqa: BLE001 - the driver's text may carry the password
+        store.engine.dispose()
+        print(f"engagehook: cannot open the store: {exc.__class__.__name__}", file=sys.stderr)
+        raise SystemExit(1) from None
+    if not state.up_to_date:
+        store.engine.dispose()
+        print(f"engagehook: {state.advice()}", file=sys.stderr)
+        raise SystemExit(2)
+    return store
+
+
+def _migrated_store(settings: Settings):
+    """The store brought to the newest schema (`engagehook migrate` only)."""
     from handlers.store import Store
 
     settings.ensure_dirs()
@@ -130,16 +183,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from engagehook import serve
 
     settings = _settings()
+    _require_shared_store(settings)
     _start_role("serve", settings)  # web and worker inherit one metrics directory: one /metrics
     _warn_if_open(settings)
-    _check_visibility_timeout(settings)
     return serve.run(settings, args.host, args.port, args.workers, args.concurrency)
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
-    settings.ensure_dirs()
+    _require_shared_store(settings)
     _start_role("web", settings)
+    if os.environ.get("ENGAGEHOOK_SKIP_MIGRATE") != "1":  # serve checked and migrated already
+        _require_current_schema(settings, "web", absent_ok=True)
+    settings.ensure_dirs()
     _warn_if_open(settings)
     # Timeouts, JSON logging and the metrics hook live in the gunicorn config module.
     argv = [
@@ -164,10 +220,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         os.environ["WORKER_METRICS_PORT"] = str(args.metrics_port)
     settings = _settings()
+    _require_shared_store(settings)
+    if os.environ.get("ENGAGEHOOK_SKIP_MIGRATE") != "1":  # serve checked and migrated already
+        _require_current_schema(settings, "worker")
     _start_role("worker", settings)
     _warn_if_open(settings)  # the operator of a worker-only host should hear it too
-    _check_visibility_timeout(settings)
-    _migrate_unless_done(settings)
     # --quiet: no banner, so every line the worker writes is a JSON log line.
     argv = [
         sys.executable,
@@ -230,7 +287,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    _store(_settings())
+    _migrated_store(_settings())
     print("store is at the newest schema")
     return 0
 

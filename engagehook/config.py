@@ -7,10 +7,13 @@ An invalid value raises ``ConfigError`` with a message that says what to fix.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import fields
 from pathlib import Path
+from urllib.parse import urlsplit
 
 VALIDATION_MODES = ("tolerant", "strict")
 SECRET_FIELDS = frozenset({"webhook_token", "webhook_hmac_secrets", "admin_token"})
@@ -105,6 +108,8 @@ class Settings:
     # are pruned by the workers on a schedule; 0 is off. Unset: 30 in embedded mode (nothing
     # else would ever prune it), off with Redis (production schedules it, or sets this).
     retention_days: int = 0
+    # Start-up safety (see _start_up_safety): where the Prometheus multiprocess files live.
+    metrics_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -117,6 +122,7 @@ class Settings:
             raise ConfigError(
                 f"REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}"
             )
+        bounds = _start_up_safety(environ, redis_url)
         secrets = tuple(
             s.strip() for s in environ.get("WEBHOOK_HMAC_SECRET", "").split(",") if s.strip()
         )
@@ -141,6 +147,7 @@ class Settings:
             hook_max_retries=_count(environ, "ENGAGEHOOK_HOOK_MAX_RETRIES", 5),
             hook_retry_backoff=_seconds(environ, "ENGAGEHOOK_HOOK_RETRY_BACKOFF", 1.0),
             retention_days=_retention_days(environ, embedded=redis_url is None),
+            **bounds,
         )
 
     @property
@@ -161,6 +168,42 @@ class Settings:
         if self.redis_url:
             return self.redis_url
         return f"sqlite:///{(self.data_dir / 'broker.sqlite3').resolve()}"
+
+    @property
+    def retry_wait_limit(self) -> float:
+        """The longest any retry (event or hook) may wait: half of VISIBILITY_TIMEOUT.
+
+        A retried task is held unacknowledged by a worker until its countdown ends; held longer
+        than VISIBILITY_TIMEOUT, Redis delivers it again and each copy retries on its own. The
+        other half is left for the attempt itself.
+        """
+        return self.visibility_timeout / 2
+
+    def metrics_base(self) -> Path:
+        """Where the roles keep their Prometheus multiprocess files: never beside the spool.
+
+        The files are memory-mapped: on a full filesystem a write to them kills the process
+        with SIGBUS, so they live on a RAM-backed /dev/shm when there is one.
+        """
+        if self.metrics_dir is not None:
+            return self.metrics_dir
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK):
+            return shm / "engagehook-metrics"
+        return Path(tempfile.gettempdir()) / "engagehook-metrics"
+
+    def require_shared_store(self) -> None:
+        """Refuse REDIS_URL without DATABASE_URL for the roles that read or write the store.
+
+        With Redis several hosts share one queue; the default SQLite file is local to each host,
+        so every worker host would keep a store of its own and apply the same event again.
+        """
+        if self.redis_url and not self.database_url:
+            raise ConfigError(
+                "REDIS_URL is set but DATABASE_URL is not: every host would keep its own SQLite "
+                "store. Set DATABASE_URL to the shared store (postgresql+psycopg://user:password"
+                "@host/db), or to an explicit sqlite:/// file if a single host is intended"
+            )
 
     @property
     def spool_dir(self) -> Path:
@@ -208,6 +251,91 @@ def _retention_days(environ: Mapping[str, str], *, embedded: bool) -> int:
             f"set 0 to keep records forever, got {days}"
         )
     return days
+# -- start-up safety: configurations that can lose or double data are refused (issue 14) ------
+
+MAX_VISIBILITY_TIMEOUT = 86_400  # a day: longer only hides dead workers' messages for longer
+# Below this a store attempt (PostgreSQL's 5 s connect timeout) no longer fits beside a retry
+# wait capped at half of it, and a message would be delivered again while still being retried.
+MIN_VISIBILITY_TIMEOUT = 10
+MAX_BODY_BYTES_LIMIT = 64 * 1_048_576
+MAX_SPOOL_BYTES_LIMIT = 1 << 40  # 1 TiB
+MAX_HOOK_RETRIES = 100
+MAX_HOOK_RETRY_BACKOFF = 3_600.0
+STORE_BACKENDS = ("sqlite", "postgresql")
+
+
+def _start_up_safety(environ: Mapping[str, str], redis_url: str | None) -> dict[str, object]:
+    """Check URLs and bounds before anything starts; returns the block's own Settings fields."""
+    if redis_url:
+        _check_redis_url(redis_url)
+    database_url = _optional(environ, "DATABASE_URL")
+    if database_url:
+        _check_database_url(database_url)
+    _bounded(environ, "VISIBILITY_TIMEOUT", MIN_VISIBILITY_TIMEOUT, MAX_VISIBILITY_TIMEOUT)
+    _bounded(environ, "MAX_BODY_BYTES", 1, MAX_BODY_BYTES_LIMIT)
+    _bounded(environ, "ENGAGEHOOK_SPOOL_MAX_BYTES", 1_048_576, MAX_SPOOL_BYTES_LIMIT)
+    _bounded(environ, "ENGAGEHOOK_HOOK_MAX_RETRIES", 0, MAX_HOOK_RETRIES)
+    _bounded(environ, "ENGAGEHOOK_HOOK_RETRY_BACKOFF", 0, MAX_HOOK_RETRY_BACKOFF)
+    metrics_dir = _optional(environ, "ENGAGEHOOK_METRICS_DIR")
+    return {"metrics_dir": Path(metrics_dir) if metrics_dir else None}
+
+
+def _bounded(environ: Mapping[str, str], name: str, low: float, high: float) -> None:
+    """Refuse a number outside [low, high]; a value that is not a number is left to its parser."""
+    raw = environ.get(name, "").strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        return
+    if value > 0 and not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+
+
+def _check_redis_url(url: str) -> None:
+    from redis.connection import parse_url
+
+    try:
+        parts = parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(
+            f"REDIS_URL is not a usable Redis URL ({exc}); set it like redis://host:6379/0"
+        ) from None
+    path = urlsplit(url).path.strip("/")
+    if url.startswith(("redis://", "rediss://")) and path and "db" not in parts:
+        raise ConfigError(
+            f"REDIS_URL must end with a database number (redis://host:6379/0), got /{path}"
+        )
+
+
+def _check_database_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.exc import NoSuchModuleError
+
+    hint = "set it like postgresql+psycopg://user:password@host:5432/db or sqlite:////path/file"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a SQLAlchemy URL; {hint}") from None
+    if parsed.drivername in ("postgres", "postgres+psycopg"):
+        raise ConfigError(
+            "DATABASE_URL starts with postgres://, which SQLAlchemy does not know: "
+            "write postgresql+psycopg:// instead"
+        )
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(
+            f"DATABASE_URL names a database driver that is not installed "
+            f"({parsed.drivername}: {exc.__class__.__name__}); {hint}"
+        ) from None
+    if parsed.get_backend_name() not in STORE_BACKENDS:
+        raise ConfigError(
+            f"DATABASE_URL must be a SQLite or PostgreSQL URL, got {parsed.get_backend_name()}"
+        )
+    if parsed.get_backend_name() == "postgresql" and not parsed.database:
+        raise ConfigError(f"DATABASE_URL names no database; {hint}")
 
 
 def _log_level(environ: Mapping[str, str]) -> str:

@@ -397,6 +397,7 @@ def _oldest_pending(since: dict[str, float | None]) -> GaugeMetricFamily:
 
 def _count_files(directory: Path) -> int:
     try:
-        return sum(1 for entry in os.scandir(directory) if entry.is_file())
+        # Every entry: a damaged spool entry set aside may be a directory.
+        return sum(1 for _entry in os.scandir(directory))
     except FileNotFoundError:
         return 0

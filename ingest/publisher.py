@@ -26,6 +26,7 @@ from redis.retry import Retry
 from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
+from workers.celery_app import pack_inflight_body
 
 # The worker decodes task and event bodies the way kombu encoded them (kombu's default).
 BODY_ENCODING = "base64"
@@ -81,7 +82,7 @@ class RedisPublisher:
             (b"LPUSH", self.queue, self.task_message(task_id, body, argsrepr, event_id))
         ]
         if event_id is not None:
-            commands.append((b"HSET", INFLIGHT_BODIES, event_id, body))
+            commands.append((b"HSET", INFLIGHT_BODIES, event_id, pack_inflight_body(body)))
             commands.append((b"ZADD", INFLIGHT_SINCE, b"NX", repr(time.time()), event_id))
         if self.send_sent_event:
             commands.append((b"PUBLISH", self.event_channel, self._sent_event(task_id, argsrepr)))

@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 from celery import Celery
@@ -135,6 +136,7 @@ class SpoolingQueue:
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
         self._start_lock = threading.Lock()
+        self._stuck: set[str] = set()  # damaged entries that could not be moved: told once
 
     def enqueue(
         self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
@@ -173,11 +175,9 @@ class SpoolingQueue:
                     payload = self.spool.read(path)
                 except FileNotFoundError:
                     continue  # a previous holder published it after we listed it
-                except (ValueError, UnicodeDecodeError) as exc:
-                    kept = self.spool.set_aside(path)
-                    logger.error(
-                        "spool file %s is unreadable (%s); moved to %s", path.name, exc, kept
-                    )
+                except (ValueError, UnicodeDecodeError, OSError) as exc:
+                    # One bad entry (damaged, a directory, unreadable) never stops the others.
+                    self._set_aside(path, exc)
                     continue
                 try:
                     self.primary.enqueue(
@@ -197,6 +197,25 @@ class SpoolingQueue:
                 "published %d spooled payloads; %d still waiting", published, len(self.spool)
             )
         return published
+
+    def _set_aside(self, path: Path, exc: Exception) -> None:
+        """Move a damaged entry to the spool's corrupt/ directory; report it once by file name."""
+        # The reason names the file and the kind of damage only, never payload content.
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        try:
+            kept = self.spool.set_aside(path)
+        except OSError as move_failed:
+            if path.name not in self._stuck:
+                self._stuck.add(path.name)
+                logger.error(
+                    "spool entry %s is unreadable (%s) and cannot be moved aside (%s); "
+                    "skipping it until someone removes it",
+                    path.name,
+                    reason,
+                    move_failed.strerror,
+                )
+            return
+        logger.error("spool entry %s is unreadable (%s); moved to %s", path.name, reason, kept)
 
     def start(self) -> None:
         """Run the drainer thread in this process (again in a forked child)."""

@@ -141,6 +141,15 @@ class Spool:
         ids = orjson.loads(header)
         if not isinstance(ids, dict) or not isinstance(ids.get("event_id"), str):
             raise ValueError(f"{path.name} has no event id in its header")
+        # Ingest spools only envelopes whose id it read: a body that no longer says the same is
+        # damaged. Published anyway, the worker would record it under another id than the
+        # in-flight entry's, which the sweeper would then republish forever.
+        try:
+            envelope = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ValueError(f"{path.name} holds a body that is not JSON") from None
+        if not isinstance(envelope, dict) or envelope.get("id") != ids["event_id"]:
+            raise ValueError(f"{path.name} holds a body whose id is not its header's")
         return SpooledPayload(
             path,
             body.decode("utf-8"),
@@ -157,11 +166,21 @@ class Spool:
             self._usage = max(0, self._usage - size)
 
     def set_aside(self, path: Path) -> Path:
-        """Move a file that cannot be read as a payload out of the way, keeping it for a human."""
+        """Move an entry that cannot be read as a payload out of the way, keeping it for a human.
+
+        Anything under the name (a file, even a directory) is moved whole; a name already set
+        aside gets a numbered suffix rather than replacing the earlier one.
+        """
         target = self.directory / CORRUPT_DIR
         target.mkdir(exist_ok=True)
         destination = target / path.name
+        for n in itertools.count(1):
+            if not os.path.lexists(destination):
+                break
+            destination = target / f"{path.name}.{n}"
         os.rename(path, destination)
+        with self._lock:
+            self._usage_at = float("-inf")
         return destination
 
     def remove_stale_temporaries(self, older_than: float = STALE_TEMP_SECONDS) -> int:

@@ -38,6 +38,18 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
         )
 
 
+def migrate(env: dict[str, str], timeout: float = 120) -> None:
+    """Run `engagehook migrate` the way an operator does before starting web and workers."""
+    result = subprocess.run(
+        ENGAGEHOOK + ["migrate"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Signal the whole process group and wait; SIGKILL what is left after ``timeout``."""
     if process.poll() is None:

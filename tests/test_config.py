@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from engagehook import cli
 from engagehook.config import ConfigError
 from engagehook.config import Settings
 from tests.test_compose import variables_settings_reads
@@ -135,22 +133,36 @@ class TestConfigCommand:
         assert leaked == []
 
 
-class TestVisibilityTimeoutCheck:
-    """A VISIBILITY_TIMEOUT inside the retry schedule is reported at start."""
+class TestRetryWaitsFitTheVisibilityTimeout:
+    """Issue 14.9: a retry held longer than VISIBILITY_TIMEOUT is delivered again, so none is."""
 
-    def test_worst_case_is_the_sum_of_the_capped_countdowns(self):
+    @pytest.fixture
+    def timeout_of(self):
+        """Run the tasks module under a given VISIBILITY_TIMEOUT, restored afterwards."""
         # Imported here, not at collection: registering the tasks early changes other tests.
         from workers import tasks
 
-        expected = sum(
-            min(tasks.RETRY_BACKOFF_MAX, tasks.RETRY_BACKOFF_FACTOR * 2 ** (n + 1))
-            for n in range(tasks.EVENT_MAX_RETRIES)
-        )
-        assert cli.worst_case_retry_seconds() == expected
-        assert expected < Settings().visibility_timeout
+        before = tasks.app.conf.engagehook_settings
 
-    @pytest.mark.parametrize("timeout,warned", [(60, True), (300, False)])
-    def test_short_timeout_is_warned_about(self, caplog, timeout, warned):
-        with caplog.at_level(logging.WARNING, logger="engagehook.cli"):
-            cli._check_visibility_timeout(Settings(visibility_timeout=timeout))
-        assert ("does not exceed the worst-case retry schedule" in caplog.text) is warned
+        def use(timeout: int):
+            tasks.app.conf.engagehook_settings = Settings(visibility_timeout=timeout)
+            return tasks
+
+        yield use
+        tasks.app.conf.engagehook_settings = before
+
+    @pytest.mark.parametrize("timeout", [10, 60, 121, 300])
+    def test_every_event_and_hook_wait_is_at_most_half_the_timeout(self, timeout, timeout_of):
+        tasks = timeout_of(timeout)
+        waits = [tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES + 2)] + [
+            tasks.backoff_countdown(n, 1.0) for n in range(tasks.HOOK_MAX_RETRIES + 2)
+        ]
+        assert max(waits) <= timeout / 2
+
+    def test_sixty_seconds_still_spans_most_of_a_minute_long_outage(self, timeout_of):
+        tasks = timeout_of(60)
+        schedules = [
+            sum(tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES))
+            for _ in range(200)
+        ]
+        assert min(schedules) >= 45

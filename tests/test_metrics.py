@@ -355,6 +355,7 @@ class TestMultiprocessDeployment:
             "REDIS_URL": redis_url,
             "DATABASE_URL": postgres_url,
             "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+            "ENGAGEHOOK_METRICS_DIR": str(tmp_path / "metrics"),
         }
         migrate = start(["migrate"], env, tmp_path / "migrate.log")
         assert migrate.wait(timeout=60) == 0
@@ -445,7 +446,7 @@ class TestMultiprocessDeployment:
             assert value(text, "engagehook_dead_letters", kind="event") == 1
             assert value(text, "engagehook_queue_depth", queue="engagehook") == 0
             assert value(text, "engagehook_source_up", source="store") == 1
-        metric_dirs = list(Path(tmp_path / "var" / "metrics").glob("web-*"))
+        metric_dirs = list(Path(tmp_path / "metrics").glob("web-*"))
         assert len(metric_dirs) == 1 and any(metric_dirs[0].glob("counter_*.db"))
 
 

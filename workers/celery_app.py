@@ -7,6 +7,7 @@ by task name without loading marshmallow, the store or the handlers.
 from __future__ import annotations
 
 import os
+import zlib
 
 from celery import Celery
 
@@ -22,6 +23,24 @@ EVENTS_QUEUE = "engagehook"
 INFLIGHT_BODIES = "engagehook.inflight"
 INFLIGHT_SINCE = "engagehook.inflight.since"
 EVENT_ID_HEADER = "engagehook_event_id"
+
+
+def pack_inflight_body(body: str) -> bytes:
+    """The in-flight copy of a body, zlib-compressed: it only waits in Redis memory for recovery.
+
+    A webhook's JSON shrinks to about a fifth, so a queued event costs Redis its message and a
+    small copy rather than two full bodies (see docs/operations.md, sizing Redis).
+    """
+    return zlib.compress(body.encode("utf-8"), 1)
+
+
+def unpack_inflight_body(raw: bytes) -> str:
+    """The body back from its in-flight copy (also a plain JSON copy an older ingest wrote)."""
+    if raw[:1] in (b"{", b"["):
+        return raw.decode("utf-8")
+    return zlib.decompress(raw).decode("utf-8")
+
+
 HOOKS_QUEUE = "engagehook.hooks"
 # Bounds every publish: the sender gives up after 3 s, so ingest must know well before that
 # whether the broker took the message (and spool it otherwise).

@@ -3,7 +3,8 @@
 kombu's Redis transport takes a message off the queue (BRPOP) and only then records it as
 unacknowledged: a worker main process SIGKILLed between the two loses the message, although
 the sender was already told 202. So ingest writes, in the same MULTI as the LPUSH, the raw
-body under the event id (``INFLIGHT_BODIES``) with its publish time (``INFLIGHT_SINCE``);
+body, zlib-compressed, under the event id (``INFLIGHT_BODIES``) with its publish time
+(``INFLIGHT_SINCE``);
 the task forgets the id once the store holds an outcome; and the sweeper republishes ids
 that are older than VISIBILITY_TIMEOUT, have left the queue, and still have no outcome.
 """
@@ -22,6 +23,7 @@ from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
+from workers.celery_app import unpack_inflight_body
 
 if TYPE_CHECKING:  # ingest reads oldest_since for /metrics and must not load the store
     from handlers.store import Store
@@ -47,6 +49,9 @@ def oldest_since(client: redis.Redis) -> float | None:
     """
     oldest = client.zrange(INFLIGHT_SINCE, 0, 0, withscores=True)
     return float(oldest[0][1]) if oldest else None
+def postpone(client: redis.Redis, event_id: str, due: float) -> None:
+    """Count the event as published at ``due`` (its retry's time), if it is watched at all."""
+    client.zadd(INFLIGHT_SINCE, {event_id: due}, xx=True)
 
 
 def _oldest_queued_since(client: redis.Redis) -> float | None:
@@ -103,7 +108,7 @@ def recover(
         if body is None:
             client.zrem(INFLIGHT_SINCE, event_id)
             continue
-        republish(event_id, body.decode("utf-8") if isinstance(body, bytes) else body)
+        republish(event_id, unpack_inflight_body(body))
         # Watch it again from now: it is back in the queue.
         client.zadd(INFLIGHT_SINCE, {event_id: time.time()}, xx=True)
         republished += 1

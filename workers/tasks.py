@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import timedelta
 
 import redis
@@ -40,6 +41,9 @@ def backoff_countdown(retries: int, base: float) -> float:
     tasks from stampeding back together. ``base`` may be a fraction of a second.
     """
     ceiling = min(RETRY_BACKOFF_MAX, base * 2 ** (retries + 1))
+    # A retry held by a worker longer than VISIBILITY_TIMEOUT is delivered a second time, and
+    # each copy then retries on its own: no wait may come near it.
+    ceiling = min(ceiling, app.conf.engagehook_settings.retry_wait_limit)
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -71,6 +75,17 @@ def _forget_inflight(event_id: str) -> None:
         inflight.forget(runtime.broker_redis, event_id)
     except redis.RedisError:
         pass  # the sweeper finds the outcome in the store and forgets it then
+
+
+def _watch_inflight_from(event_id: str, due: float) -> None:
+    """A retry is queued: the sweeper must not republish the event before the retry is due."""
+    runtime = get_runtime(app.conf.engagehook_settings)
+    if runtime.broker_redis is None:
+        return
+    try:
+        inflight.postpone(runtime.broker_redis, event_id, due)
+    except redis.RedisError:
+        pass  # at worst the sweeper republishes once; the store takes the event id once
 
 
 def _process_webhook(self, body: str) -> tuple[str, str]:
@@ -127,9 +142,9 @@ def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
         )
     except TransientError:
         pass  # the store is what is down; the retry below is what matters
-    raise task.retry(
-        exc=exc, countdown=retry_countdown(task.request.retries), argsrepr=_argsrepr(task)
-    )
+    countdown = retry_countdown(task.request.retries)
+    _watch_inflight_from(ids[0], time.time() + countdown)
+    raise task.retry(exc=exc, countdown=countdown, argsrepr=_argsrepr(task))
 
 
 def _dead_letter_unexpected(task, body: str, exc: Exception) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from tests.faults.harness import PrivateRedis
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_http_ok
@@ -40,6 +41,7 @@ def deployment(tmp_path, postgres_url):
         "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
         "VISIBILITY_TIMEOUT": "60",
     }
+    migrate(env)
     worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
     ledger = Ledger(postgres_url)

@@ -21,6 +21,7 @@ from tests.builders import envelope
 from tests.faults.harness import Ledger
 from tests.faults.harness import PrivateRedis
 from tests.faults.harness import TcpProxy
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
@@ -197,6 +198,7 @@ def test_worker_cut_off_its_database_retries_and_loses_nothing(tmp_path, postgre
         "DATABASE_URL": proxied,
         "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
     }
+    migrate(env)
     worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     queue = CeleryQueue(create_celery_app(Settings.from_env(env)))
     ledger = Ledger(postgres_url)

@@ -2,7 +2,7 @@
 
 Real processes: `engagehook web` and two `engagehook worker`s on a private Redis and
 PostgreSQL, with
-VISIBILITY_TIMEOUT=5 so a message held by a dead worker comes back within seconds. The
+VISIBILITY_TIMEOUT=10 so a message held by a dead worker comes back within seconds. The
 killer alternates between SIGKILLing pool processes (mid-task: Celery rejects their message
 back to the queue) and SIGKILLing a whole worker (its unacked messages wait in Redis until
 the visibility timeout, and a message it had taken off the queue but not yet recorded as
@@ -27,6 +27,7 @@ from tests.faults.harness import PrivateRedis
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_http_ok
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.slow
 EVENTS = int(scale(400, 3000))
 RATE = scale(40, 50)
 KILL_EVERY_SECONDS = scale(1.0, 1.5)
-VISIBILITY_TIMEOUT = 5
+VISIBILITY_TIMEOUT = 10  # the smallest accepted: retry waits must fit in half of it
 
 
 def children(pid: int) -> list[int]:
@@ -117,6 +118,7 @@ def deployment(tmp_path, postgres_url):
         "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
         "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     }
+    migrate(env)
     web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
     workers = WorkerPool(env, tmp_path)
     workers.start("a")

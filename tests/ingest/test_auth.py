@@ -16,6 +16,7 @@ from ingest.auth import sign
 from tests.builders import body
 from tests.builders import envelope
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_http_ok
@@ -292,7 +293,10 @@ class TestStartWarning:
     def test_role_warns_when_no_secret_is_set(self, tmp_path, role):
         log = tmp_path / f"{role}.log"
         args = [role] if role == "worker" else [role, "--port", str(free_port())]
-        process = start(args, {"ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}, log)
+        env = {"ENGAGEHOOK_DATA_DIR": str(tmp_path / "var")}
+        if role == "worker":
+            migrate(env)  # a worker refuses a store without the schema
+        process = start(args, env, log)
         try:
             wait_until(lambda: "WEBHOOK_TOKEN" in log.read_text(errors="replace"), timeout=30)
         finally:

@@ -21,6 +21,7 @@ from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import celery_config
+from workers.celery_app import unpack_inflight_body
 
 pytestmark = pytest.mark.real
 
@@ -108,7 +109,7 @@ class TestRedisPublisher:
         envelope, task = decoded(client.rpop(EVENTS_QUEUE))
         assert envelope["headers"][EVENT_ID_HEADER] == "e-1"
         assert task[0] == [raw]
-        assert client.hget(INFLIGHT_BODIES, "e-1").decode() == raw
+        assert unpack_inflight_body(client.hget(INFLIGHT_BODIES, "e-1")) == raw
         assert client.zscore(INFLIGHT_SINCE, "e-1") is not None
 
     def test_connection_closed_by_redis_is_replaced_and_the_publish_succeeds(

@@ -79,11 +79,14 @@ class TestSpool:
 
     def test_removing_a_payload_makes_room_again(self, tmp_path):
         spool = Spool(tmp_path / "spool", max_bytes=2_500)
-        raw = json.dumps({"id": "x", "pad": "p" * 1_000})
-        first = put(spool, "e-1", raw)
-        put(spool, "e-2", raw)
+
+        def raw(event_id: str) -> str:
+            return json.dumps({"id": event_id, "pad": "p" * 1_000})
+
+        first = put(spool, "e-1", raw("e-1"))
+        put(spool, "e-2", raw("e-2"))
         spool.remove(first)
-        put(spool, "e-3", raw)
+        put(spool, "e-3", raw("e-3"))
         assert [spool.read(p).event_id for p in spool.pending()] == ["e-2", "e-3"]
 
     def test_unwritable_directory_raises_os_error(self, tmp_path):
@@ -247,3 +250,77 @@ class TestEndpointWithSpool:
         queue = app.extensions["engagehook.queue"]
         assert isinstance(queue, SpoolingQueue)
         assert queue.spool.directory == data_dir / "spool"
+
+
+class TestDamagedEntries:
+    """Issue 14.12: a damaged entry is set aside once and reported; it never stops the others."""
+
+    def test_a_directory_named_like_a_payload_does_not_stop_the_drain(self, broker, spool):
+        put(spool, "e-1")
+        spool.directory.joinpath("00000000000000000000-0000001-000001.json").mkdir()
+        put(spool, "e-2")
+        queue = SpoolingQueue(broker, spool)
+        assert queue.drain_once() == 2
+        assert [i[0] for i in broker.identifiers] == ["e-1", "e-2"]
+        assert os.listdir(spool.directory / "corrupt") == [
+            "00000000000000000000-0000001-000001.json"
+        ]
+        assert queue.drain_once() == 0  # set aside once: nothing is tried again
+
+    def test_a_body_whose_id_differs_from_its_header_is_set_aside_not_published(
+        self, broker, spool, caplog
+    ):
+        # The in-flight entry is keyed by the header's id: a body the worker records under
+        # another id would leave that entry behind, republished on every sweep forever.
+        path = put(spool, "e-1", body(envelope(event_id="e-other")))
+        put(spool, "e-2")
+        queue = SpoolingQueue(broker, spool)
+        with caplog.at_level("ERROR", logger="ingest.queue"):
+            assert queue.drain_once() == 1
+        assert [i[0] for i in broker.identifiers] == ["e-2"]
+        assert os.listdir(spool.directory / "corrupt") == [path.name]
+        assert path.name in caplog.text
+        assert "e-other" not in caplog.text  # the file name, not what the payload says
+
+    @pytest.mark.parametrize("raw", ["not json at all", "[1, 2]", '{"no": "id"}'])
+    def test_a_body_that_is_no_webhook_envelope_is_set_aside(self, broker, spool, raw):
+        path = put(spool, "e-1", raw)
+        queue = SpoolingQueue(broker, spool)
+        assert queue.drain_once() == 0
+        assert broker.identifiers == []
+        assert os.listdir(spool.directory / "corrupt") == [path.name]
+
+    def test_an_entry_that_cannot_even_be_moved_is_skipped_and_reported_once(
+        self, broker, spool, monkeypatch, caplog
+    ):
+        put(spool, "e-1")
+        stuck = spool.directory / "00000000000000000000-0000001-000001.json"
+        stuck.write_bytes(b"junk")
+
+        def refuse(path):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(spool, "set_aside", refuse)
+        queue = SpoolingQueue(broker, spool)
+        with caplog.at_level("ERROR", logger="ingest.queue"):
+            assert queue.drain_once() == 1
+            put(spool, "e-2")
+            assert queue.drain_once() == 1
+        assert [i[0] for i in broker.identifiers] == ["e-1", "e-2"]
+        assert sum(stuck.name in r.getMessage() for r in caplog.records) == 1
+
+    def test_the_metric_counts_what_was_set_aside(self, broker, spool, tmp_path):
+        from engagehook.config import Settings
+        from ingest.metrics import StateCollector
+
+        spool.directory.mkdir(parents=True, exist_ok=True)
+        spool.directory.joinpath("00000000000000000000-0000001-000001.json").mkdir()
+        spool.directory.joinpath("00000000000000000000-0000001-000002.json").write_bytes(b"x")
+        SpoolingQueue(broker, spool).drain_once()
+        settings = Settings(data_dir=tmp_path)
+        found = {
+            m.name: m.samples[0].value
+            for m in StateCollector(settings)._spool()
+            if m.name == "engagehook_spool_corrupt"
+        }
+        assert found == {"engagehook_spool_corrupt": 2}

@@ -15,6 +15,7 @@ from handlers.models import HookRun
 from handlers.store import FINAL_STATES
 from handlers.store import Store
 from ingest.queue import CeleryQueue
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
@@ -34,6 +35,8 @@ class Workers:
 
     def start(self, count: int, concurrency: int) -> None:
         """Start ``count`` workers and wait until every one answers a ping."""
+        if not self.processes:
+            migrate(self.env)  # workers never migrate: the operator does, before starting them
         for _ in range(count):
             log = self.logs / f"worker-{len(self.processes)}.log"
             self.processes.append(

@@ -13,6 +13,7 @@ from tests.builders import EXAMPLE_FILES
 from tests.builders import body
 from tests.builders import envelope
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
@@ -42,6 +43,7 @@ class TestFlower:
         }
         port = free_port()
         flower = start(["flower", "--port", str(port)], env, tmp_path / "flower.log")
+        migrate(env)
         worker = start(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
         base = f"http://127.0.0.1:{port}"
 

@@ -16,6 +16,7 @@ from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
 from tests.integration.celery_workers import Workers
 from tests.integration.celery_workers import worker_env
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
@@ -153,6 +154,7 @@ class TestBrokenHookPackage:
         worker = None
         try:
             group.publish([(queued["id"], json.dumps(queued))])
+            migrate(env)  # the schema is there: what stops the worker is the broken hook
             worker = start(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
             assert wait_until(lambda: worker.poll() is not None, timeout=60)
             assert worker.returncode != 0

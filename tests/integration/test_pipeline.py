@@ -11,6 +11,7 @@ from tests.builders import EXAMPLE_FILES
 from tests.builders import load_payload
 from tests.processes import cli_json
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_http_ok
@@ -168,6 +169,7 @@ class TestRedisAndPostgres:
             "DATABASE_URL": postgres_url,
             "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
         }
+        migrate(env)
         worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
         web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
         try:
