@@ -1,8 +1,15 @@
-"""Read-only admin routes behind ADMIN_TOKEN; without it they do not exist (404)."""
+"""Admin routes behind ADMIN_TOKEN (without it they do not exist: 404): read and replay.
+
+The listings and replays are the functions of ``handlers.queries`` and ``handlers.replay``,
+which the console and the CLI call too; they are imported on first use so that ingest stays
+thin for the webhook path.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint
 from flask import current_app
@@ -44,6 +51,102 @@ def event(event_id: str):
     if found is None:
         raise IngestError(404, "not_found", f"no event {event_id!r} has been received by a worker")
     return jsonify(found)
+
+
+@bp.get("/events")
+def events():
+    """A page of event records, newest first, without raw bodies."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        filters = queries.parse_event_filter(request.args)
+        page = queries.list_events(_store(), filters, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.get("/dead-letters")
+def dead_letters():
+    """A page of dead letters, newest first, filtered by reason, eventType and time."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        filters = queries.parse_event_filter(request.args, dead_letters=True)
+        page = queries.list_dead_letters(_store(), filters, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.post("/dead-letters/replay")
+def replay_dead_letters():
+    """Replay the listed ids, or every dead letter matching the filters; ``dry_run`` only lists.
+
+    200 when every id went to the broker, 502 when the broker did not take some: those stay
+    dead letters and are named in ``failed``.
+    """
+    from handlers import queries
+    from handlers import replay
+
+    document = request.get_json(silent=True)
+    if not isinstance(document, dict):
+        raise IngestError(400, "invalid_body", 'send a JSON object: {"ids": [...]} or filters')
+    dry_run = document.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise IngestError(400, "invalid_query", "dry_run: send true or false")
+    ids = document.get("ids")
+    with _bad_query_is_400():
+        if ids is not None:
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+                raise queries.InvalidQuery("ids", "send a non-empty list of event id strings")
+        else:
+            filters = queries.parse_event_filter(document, dead_letters=True)
+            ids = queries.matching_dead_letter_ids(_store(), filters)
+    report = replay.replay_dead_letters(_store(), _broker().enqueue, ids, dry_run=dry_run)
+    return jsonify(report.as_dict()), 200 if report.ok else 502
+
+
+@bp.get("/hook-runs")
+def hook_runs():
+    """A page of hook runs, newest first (``state=dead_lettered`` for the failed ones)."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        state = queries.parse_hook_state(request.args.get("state"))
+        page = queries.list_hook_runs(_store(), state=state, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.post("/hook-runs/<int:run_id>/replay")
+def replay_hook_run(run_id: int):
+    """Run one dead-lettered hook run again; 404 when there is no such dead-lettered run."""
+    from handlers import replay
+
+    report = replay.replay_hook_runs(_store(), _broker().run_hook, [run_id])
+    if report.failed and report.failed[0]["error"].startswith("not a dead"):
+        raise IngestError(404, "not_found", f"hook run {run_id} is not dead-lettered")
+    return jsonify(report.as_dict()), 200 if report.ok else 502
+
+
+@contextmanager
+def _bad_query_is_400() -> Iterator[None]:
+    from handlers.queries import InvalidQuery
+
+    try:
+        yield
+    except InvalidQuery as exc:
+        raise IngestError(400, "invalid_query", str(exc)) from None
+
+
+def _paging() -> dict[str, object]:
+    from handlers.queries import parse_limit
+
+    return {"limit": parse_limit(request.args.get("limit")), "cursor": request.args.get("cursor")}
+
+
+def _broker():
+    """Where replays are published: the broker the webhooks go to, without the spool."""
+    from ingest.queue import broker_queue
+    from ingest.queue import get_queue
+
+    return broker_queue(get_queue())
 
 
 def _store():
