@@ -339,12 +339,12 @@ def _listing(read) -> int:
         raise _refused(exc) from None
 
 
-def _broker_queue():
+def _broker_queue(settings: Settings):
     """The broker ingest publishes webhooks to (without the spool): replays go there too."""
     from ingest.queue import CeleryQueue
-    from workers.celery_app import app as celery_app
+    from workers.celery_app import create_celery_app
 
-    return CeleryQueue(celery_app)
+    return CeleryQueue(create_celery_app(settings))
 
 
 def _report_replay(report, verb: str) -> int:
@@ -397,7 +397,9 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if not ids:
         print("engagehook: no dead letters match", file=sys.stderr)
         return 0
-    report = replay.replay_dead_letters(store, _broker_queue().enqueue, ids, dry_run=args.dry_run)
+    report = replay.replay_dead_letters(
+        store, _broker_queue(settings).enqueue, ids, dry_run=args.dry_run
+    )
     return _report_replay(report, "replayed")
 
 
@@ -405,7 +407,8 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     from handlers import queries
     from handlers import replay
 
-    store = _store(_settings())
+    settings = _settings()
+    store = _store(settings)
     if args.action == "list":
         try:
             state = queries.parse_hook_state(args.state)
@@ -422,7 +425,9 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     if not run_ids:
         print("engagehook: no dead-lettered hook runs", file=sys.stderr)
         return 0
-    report = replay.replay_hook_runs(store, _broker_queue().run_hook, run_ids, dry_run=args.dry_run)
+    report = replay.replay_hook_runs(
+        store, _broker_queue(settings).run_hook, run_ids, dry_run=args.dry_run
+    )
     return _report_replay(report, "re-run")
 
 

@@ -76,7 +76,7 @@ def replay_dead_letters(
                 appointment_id=found.appointment_id,
             )
         except Exception as exc:  # noqa: BLE001 - any failure means "the broker does not hold it"
-            broker_error = f"the broker did not take the message ({_describe(exc)})"
+            broker_error = _describe(exc)
             report.failed.append({"id": event_id, "error": broker_error})
             continue
         _mark_queued(store, event_id, found)
@@ -139,8 +139,8 @@ def replay_hook_runs(
             report.failed.append(
                 {
                     "id": str(run_id),
-                    "error": f"pending, but the broker did not take the message "
-                    f"({_describe(exc)}); a worker's sweeper publishes it once the broker is back",
+                    "error": f"pending, but {_describe(exc)}; a worker's sweeper publishes it "
+                    "once the broker is back",
                 }
             )
             continue
@@ -171,6 +171,8 @@ def _reopen_hook_run(store: Store, run_id: int) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    # Class and message of our own wrappers only: driver errors may quote payload values.
+    """What went wrong: ingest's own message, else the class only (drivers may quote values)."""
     message = str(exc)
-    return message if message.startswith("broker") else exc.__class__.__name__
+    if message.startswith("broker did not take the message"):
+        return f"the {message}"
+    return f"the broker did not take the message: {exc.__class__.__name__}"
