@@ -111,6 +111,7 @@ class Counts:
     by_state: dict[str, dict[str, int]] = field(default_factory=dict)  # window -> state -> n
     dead_letters: int = 0
     hook_runs: dict[str, int] = field(default_factory=dict)  # state -> n
+    oldest_unfinished: str | None = None  # received_at of the oldest queued or retrying event
 
 
 # -- parsing what callers send ------------------------------------------------------------------
@@ -371,7 +372,7 @@ WINDOWS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
 def count_recent(store: Store, *, now: datetime | None = None) -> Counts:
-    """Events by state received over the last hour and day, dead letters and hook runs by state."""
+    """Events by state over the last hour and day, dead letters, hook runs, the oldest pending."""
     now = now or utcnow()
     counts = Counts()
     with store.transaction(read_only=True) as session:
@@ -392,6 +393,13 @@ def count_recent(store: Store, *, now: datetime | None = None) -> Counts:
         )
         rows = session.execute(select(HookRun.state, func.count()).group_by(HookRun.state)).all()
         counts.hook_runs = {state: int(n) for state, n in rows}
+        counts.oldest_unfinished = _iso(
+            session.scalar(
+                select(func.min(EventRecord.received_at)).where(
+                    EventRecord.state.in_(("queued", "retrying"))
+                )
+            )
+        )
     return counts
 
 

@@ -38,7 +38,7 @@ def require_admin_token():
 @bp.get("/appointments/<path:appointment_id>")
 def appointment(appointment_id: str):
     """The current projected state of one appointment."""
-    found = _store().get_appointment(appointment_id)
+    found = get_store().get_appointment(appointment_id)
     if found is None:
         raise IngestError(404, "not_found", f"no appointment {appointment_id!r} has been stored")
     return jsonify(found)
@@ -47,7 +47,7 @@ def appointment(appointment_id: str):
 @bp.get("/events/<path:event_id>")
 def event(event_id: str):
     """The processing record of one event."""
-    found = _store().get_event(event_id)
+    found = get_store().get_event(event_id)
     if found is None:
         raise IngestError(404, "not_found", f"no event {event_id!r} has been received by a worker")
     return jsonify(found)
@@ -60,7 +60,7 @@ def events():
 
     with _bad_query_is_400():
         filters = queries.parse_event_filter(request.args)
-        page = queries.list_events(_store(), filters, **_paging())
+        page = queries.list_events(get_store(), filters, **_paging())
     return jsonify(page.as_dict())
 
 
@@ -71,7 +71,7 @@ def dead_letters():
 
     with _bad_query_is_400():
         filters = queries.parse_event_filter(request.args, dead_letters=True)
-        page = queries.list_dead_letters(_store(), filters, **_paging())
+        page = queries.list_dead_letters(get_store(), filters, **_paging())
     return jsonify(page.as_dict())
 
 
@@ -98,8 +98,8 @@ def replay_dead_letters():
                 raise queries.InvalidQuery("ids", "send a non-empty list of event id strings")
         else:
             filters = queries.parse_event_filter(document, dead_letters=True)
-            ids = queries.matching_dead_letter_ids(_store(), filters)
-    report = replay.replay_dead_letters(_store(), _broker().enqueue, ids, dry_run=dry_run)
+            ids = queries.matching_dead_letter_ids(get_store(), filters)
+    report = replay.replay_dead_letters(get_store(), replay_queue().enqueue, ids, dry_run=dry_run)
     return jsonify(report.as_dict()), 200 if report.ok else 502
 
 
@@ -110,7 +110,7 @@ def hook_runs():
 
     with _bad_query_is_400():
         state = queries.parse_hook_state(request.args.get("state"))
-        page = queries.list_hook_runs(_store(), state=state, **_paging())
+        page = queries.list_hook_runs(get_store(), state=state, **_paging())
     return jsonify(page.as_dict())
 
 
@@ -119,7 +119,7 @@ def replay_hook_run(run_id: int):
     """Run one dead-lettered hook run again; 404 when there is no such dead-lettered run."""
     from handlers import replay
 
-    report = replay.replay_hook_runs(_store(), _broker().run_hook, [run_id])
+    report = replay.replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
     if report.failed and report.failed[0]["error"].startswith("not a dead"):
         raise IngestError(404, "not_found", f"hook run {run_id} is not dead-lettered")
     return jsonify(report.as_dict()), 200 if report.ok else 502
@@ -141,7 +141,7 @@ def _paging() -> dict[str, object]:
     return {"limit": parse_limit(request.args.get("limit")), "cursor": request.args.get("cursor")}
 
 
-def _broker():
+def replay_queue():
     """Where replays are published: the broker the webhooks go to, without the spool."""
     from ingest.queue import broker_queue
     from ingest.queue import get_queue
@@ -149,7 +149,8 @@ def _broker():
     return broker_queue(get_queue())
 
 
-def _store():
+def get_store():
+    """The store of this app, opened on first use (the console reads through it too)."""
     store = current_app.extensions.get("engagehook.store")
     if store is None:
         from handlers.store import Store  # loaded on first admin call: ingest stays thin
