@@ -338,43 +338,154 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _filters(args: argparse.Namespace, *, dead_letters: bool = False):
+    """The event filter the options name, refused with the same messages as the admin API."""
+    from handlers.queries import InvalidQuery
+    from handlers.queries import parse_event_filter
+
+    params = {
+        "state": getattr(args, "state", None),
+        "event_type": args.type,
+        "appointment_id": getattr(args, "appointment", None),
+        "reason": getattr(args, "reason", None),
+        "since": args.since,
+        "until": args.until,
+    }
+    try:
+        return parse_event_filter(params, dead_letters=dead_letters)
+    except InvalidQuery as exc:
+        raise _refused(exc) from None
+
+
+# Filter names of the shared query functions, as this command line spells them.
+_OPTION_OF = {"event_type": "type", "appointment_id": "appointment"}
+
+
+def _refused(exc) -> SystemExit:
+    """The exit for a filter, limit or cursor the query functions refused."""
+    return SystemExit(
+        f"engagehook: --{_OPTION_OF.get(exc.parameter, exc.parameter)}: {exc.message}"
+    )
+
+
+def _print_page(page) -> int:
+    """Print a page's items as a JSON list; say on stderr how to get the next page."""
+    _print_json(page.items)
+    if page.next:
+        print(f"engagehook: more records: add --cursor {page.next}", file=sys.stderr)
+    return 0
+
+
+def _limit(args: argparse.Namespace) -> int:
+    from handlers.queries import InvalidQuery
+    from handlers.queries import parse_limit
+
+    try:
+        return parse_limit(args.limit)
+    except InvalidQuery as exc:
+        raise _refused(exc) from None
+
+
+def _listing(read) -> int:
+    """Run one listing, a bad cursor refused like a bad filter."""
+    from handlers.queries import InvalidQuery
+
+    try:
+        return _print_page(read())
+    except InvalidQuery as exc:
+        raise _refused(exc) from None
+
+
+def _broker_queue(settings: Settings):
+    """The broker ingest publishes webhooks to (without the spool): replays go there too."""
+    from ingest.queue import CeleryQueue
+    from workers.celery_app import create_celery_app
+
+    return CeleryQueue(create_celery_app(settings))
+
+
+def _report_replay(report, verb: str) -> int:
+    """One line per id; failures on stderr and exit 1 (the records stay as they were)."""
+    for replayed in report.replayed:
+        print(f"{replayed}: {'would be replayed' if report.dry_run else verb}")
+    for failed in report.failed:
+        print(f"engagehook: {failed['id']}: {failed['error']}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from handlers.queries import list_events
+
+    filters = _filters(args)
+    store = _store(_settings())
+    try:
+        return _listing(lambda: list_events(store, filters, limit=_limit(args), cursor=args.cursor))
+    finally:
+        store.engine.dispose()
+
+
 def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from handlers import queries
+    from handlers import replay
+
     settings = _settings()
-    store = _store(settings)
-    if args.action == "list":
-        _print_json(store.dead_letters())
-        return 0
     if args.action == "show":
-        if not args.id:
-            raise SystemExit("engagehook: dead-letters show needs an event ID")
-        found = store.get_event(args.id)
+        if len(args.ids) != 1:
+            raise SystemExit("engagehook: dead-letters show needs one event ID")
+        store = _store(settings)
+        found = store.get_event(args.ids[0])
         if found is None or found["state"] != "dead_lettered":
-            print(f"engagehook: {args.id!r} is not a dead letter", file=sys.stderr)
+            print(f"engagehook: {args.ids[0]!r} is not a dead letter", file=sys.stderr)
             return 1
         _print_json(found)
         return 0
-    # replay
-    from workers.celery_app import PROCESS_WEBHOOK
-    from workers.celery_app import app as celery_app
-
-    if args.all:
-        ids = [record["id"] for record in store.dead_letters(limit=1_000_000)]
-    elif args.id:
-        ids = [args.id]
-    else:
-        raise SystemExit("engagehook: dead-letters replay needs an event ID or --all")
-    status = 0
-    for event_id in ids:
-        body = store.requeue(event_id)
-        if body is None:
-            print(f"engagehook: {event_id!r} is not a dead letter", file=sys.stderr)
-            status = 1
-            continue
-        celery_app.send_task(
-            PROCESS_WEBHOOK, args=[body], argsrepr=f"(event_id={event_id!r}, replay)"
+    filters = _filters(args, dead_letters=True)
+    store = _store(settings)
+    if args.action == "list":
+        return _listing(
+            lambda: queries.list_dead_letters(
+                store, filters, limit=_limit(args), cursor=args.cursor
+            )
         )
-        print(f"{event_id}: replayed")
-    return status
+    # replay: the ids given, or with --all every dead letter matching the filters
+    if args.all == bool(args.ids):
+        raise SystemExit("engagehook: dead-letters replay needs event IDs or --all (not both)")
+    ids = args.ids or queries.matching_dead_letter_ids(store, filters)
+    if not ids:
+        print("engagehook: no dead letters match", file=sys.stderr)
+        return 0
+    report = replay.replay_dead_letters(
+        store, _broker_queue(settings).enqueue, ids, dry_run=args.dry_run
+    )
+    return _report_replay(report, "replayed")
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from handlers import queries
+    from handlers import replay
+
+    settings = _settings()
+    store = _store(settings)
+    if args.action == "list":
+        try:
+            state = queries.parse_hook_state(args.state)
+        except queries.InvalidQuery as exc:
+            raise _refused(exc) from None
+        return _listing(
+            lambda: queries.list_hook_runs(
+                store, state=state, limit=_limit(args), cursor=args.cursor
+            )
+        )
+    if args.all_dead == (args.id is not None):
+        raise SystemExit("engagehook: hooks replay needs a hook run ID or --all-dead (not both)")
+    run_ids = [args.id] if args.id is not None else replay.dead_hook_run_ids(store)
+    if not run_ids:
+        print("engagehook: no dead-lettered hook runs", file=sys.stderr)
+        return 0
+    report = replay.replay_hook_runs(
+        store, _broker_queue(settings).run_hook, run_ids, dry_run=args.dry_run
+    )
+    return _report_replay(report, "re-run")
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -477,11 +588,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=cmd_event)
 
+    def listing_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--limit", default=None, help="records per page (default 50, at most 500)")
+        p.add_argument("--cursor", default=None, help="the page after this cursor")
+
+    def time_options(p: argparse.ArgumentParser) -> None:
+        times = "ISO 8601 (Z or an offset; UTC without), a date, or a duration ago: 90m, 12h, 7d"
+        p.add_argument("--since", help=f"received at or after: {times}")
+        p.add_argument("--until", help=f"received before: {times}")
+
+    p = sub.add_parser("events", help="list event records, newest first")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--state", help="queued, processed, duplicate, stale, retrying, dead_lettered")
+    p.add_argument("--type", help="eventType, e.g. RESCHEDULE")
+    p.add_argument("--appointment", help="appointment id")
+    time_options(p)
+    listing_options(p)
+    p.set_defaults(func=cmd_events)
+
     p = sub.add_parser("dead-letters", help="list, show and replay dead-lettered events")
     p.add_argument("action", choices=["list", "show", "replay"])
-    p.add_argument("id", nargs="?")
-    p.add_argument("--all", action="store_true", help="with replay: every dead letter")
+    p.add_argument("ids", nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true", help="with replay: every dead letter matching")
+    p.add_argument("--reason", help="a part of the reason (case-insensitive)")
+    p.add_argument("--type", help="eventType")
+    time_options(p)
+    p.add_argument("--dry-run", action="store_true", help="with replay: only list what would be")
+    listing_options(p)
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("hooks", help="list and re-run user hook runs")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("id", nargs="?", type=int, metavar="ID")
+    p.add_argument("--state", help="with list: pending, running, done, dead_lettered")
+    p.add_argument("--all-dead", action="store_true", help="with replay: every dead-lettered run")
+    p.add_argument("--dry-run", action="store_true", help="with replay: only list what would be")
+    listing_options(p)
+    p.set_defaults(func=cmd_hooks)
 
     p = sub.add_parser("prune", help="delete finished event records older than a cutoff")
     p.add_argument("--older-than", required=True, help="e.g. 30d, 12h, 90m")

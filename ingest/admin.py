@@ -1,8 +1,15 @@
-"""Read-only admin routes behind ADMIN_TOKEN; without it they do not exist (404)."""
+"""Admin routes behind ADMIN_TOKEN (without it they do not exist: 404): read and replay.
+
+The listings and replays are the functions of ``handlers.queries`` and ``handlers.replay``,
+which the console and the CLI call too; they are imported on first use so that ingest stays
+thin for the webhook path.
+"""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Blueprint
 from flask import current_app
@@ -31,7 +38,7 @@ def require_admin_token():
 @bp.get("/appointments/<path:appointment_id>")
 def appointment(appointment_id: str):
     """The current projected state of one appointment."""
-    found = _store().get_appointment(appointment_id)
+    found = get_store().get_appointment(appointment_id)
     if found is None:
         raise IngestError(404, "not_found", f"no appointment {appointment_id!r} has been stored")
     return jsonify(found)
@@ -40,13 +47,110 @@ def appointment(appointment_id: str):
 @bp.get("/events/<path:event_id>")
 def event(event_id: str):
     """The processing record of one event."""
-    found = _store().get_event(event_id)
+    found = get_store().get_event(event_id)
     if found is None:
         raise IngestError(404, "not_found", f"no event {event_id!r} has been received by a worker")
     return jsonify(found)
 
 
-def _store():
+@bp.get("/events")
+def events():
+    """A page of event records, newest first, without raw bodies."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        filters = queries.parse_event_filter(request.args)
+        page = queries.list_events(get_store(), filters, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.get("/dead-letters")
+def dead_letters():
+    """A page of dead letters, newest first, filtered by reason, eventType and time."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        filters = queries.parse_event_filter(request.args, dead_letters=True)
+        page = queries.list_dead_letters(get_store(), filters, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.post("/dead-letters/replay")
+def replay_dead_letters():
+    """Replay the listed ids, or every dead letter matching the filters; ``dry_run`` only lists.
+
+    200 when every id went to the broker, 502 when the broker did not take some: those stay
+    dead letters and are named in ``failed``.
+    """
+    from handlers import queries
+    from handlers import replay
+
+    document = request.get_json(silent=True)
+    if not isinstance(document, dict):
+        raise IngestError(400, "invalid_body", 'send a JSON object: {"ids": [...]} or filters')
+    dry_run = document.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise IngestError(400, "invalid_query", "dry_run: send true or false")
+    ids = document.get("ids")
+    with _bad_query_is_400():
+        if ids is not None:
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+                raise queries.InvalidQuery("ids", "send a non-empty list of event id strings")
+        else:
+            filters = queries.parse_event_filter(document, dead_letters=True)
+            ids = queries.matching_dead_letter_ids(get_store(), filters)
+    report = replay.replay_dead_letters(get_store(), replay_queue().enqueue, ids, dry_run=dry_run)
+    return jsonify(report.as_dict()), 200 if report.ok else 502
+
+
+@bp.get("/hook-runs")
+def hook_runs():
+    """A page of hook runs, newest first (``state=dead_lettered`` for the failed ones)."""
+    from handlers import queries
+
+    with _bad_query_is_400():
+        state = queries.parse_hook_state(request.args.get("state"))
+        page = queries.list_hook_runs(get_store(), state=state, **_paging())
+    return jsonify(page.as_dict())
+
+
+@bp.post("/hook-runs/<int:run_id>/replay")
+def replay_hook_run(run_id: int):
+    """Run one dead-lettered hook run again; 404 when there is no such dead-lettered run."""
+    from handlers import replay
+
+    report = replay.replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
+    if report.failed and report.failed[0]["error"].startswith("not a dead"):
+        raise IngestError(404, "not_found", f"hook run {run_id} is not dead-lettered")
+    return jsonify(report.as_dict()), 200 if report.ok else 502
+
+
+@contextmanager
+def _bad_query_is_400() -> Iterator[None]:
+    from handlers.queries import InvalidQuery
+
+    try:
+        yield
+    except InvalidQuery as exc:
+        raise IngestError(400, "invalid_query", str(exc)) from None
+
+
+def _paging() -> dict[str, object]:
+    from handlers.queries import parse_limit
+
+    return {"limit": parse_limit(request.args.get("limit")), "cursor": request.args.get("cursor")}
+
+
+def replay_queue():
+    """Where replays are published: the broker the webhooks go to, without the spool."""
+    from ingest.queue import broker_queue
+    from ingest.queue import get_queue
+
+    return broker_queue(get_queue())
+
+
+def get_store():
+    """The store of this app, opened on first use (the console reads through it too)."""
     store = current_app.extensions.get("engagehook.store")
     if store is None:
         from handlers.store import Store  # loaded on first admin call: ingest stays thin

@@ -13,6 +13,7 @@ from engagehook.config import Settings
 def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> Flask:
     """Build the ingest app from the environment, or from ``test_config`` (same variable names)."""
     from ingest import admin
+    from ingest import console
     from ingest import errors
     from ingest import health
     from ingest import metrics
@@ -48,4 +49,5 @@ def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> F
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
+    console.init_app(app, settings)
     return app

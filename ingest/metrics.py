@@ -245,10 +245,7 @@ class StateCollector:
             "Messages delivered to a worker and not yet acknowledged (running, or retries "
             "waiting for their countdown).",
         )
-        if self.settings.embedded:
-            waiting, held = self._embedded_depths()
-        else:
-            waiting, held = self._redis_depths()
+        waiting, held = self.queue_depths()
         for queue in QUEUES:
             depth.add_metric([queue], waiting.get(queue, 0))
         unacked.add_metric([], held)
@@ -265,6 +262,10 @@ class StateCollector:
         from workers.inflight import oldest_since
 
         return oldest_since(self._redis)
+
+    def queue_depths(self) -> tuple[dict[str, int], int]:
+        """Messages waiting per queue, and messages held unacknowledged, read from the broker."""
+        return self._embedded_depths() if self.settings.embedded else self._redis_depths()
 
     def _redis_depths(self) -> tuple[dict[str, int], int]:
         if self._redis is None:

@@ -21,6 +21,7 @@ from ingest.spool import Spool
 from ingest.spool import SpoolFull
 from workers.celery_app import INGEST_PUBLISH_TIMEOUT_SECONDS
 from workers.celery_app import PROCESS_WEBHOOK
+from workers.celery_app import RUN_HOOK
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ class CeleryQueue:
                 f"broker did not take the message: {exc.__class__.__name__}"
             ) from exc
         return "queued"
+
+    def run_hook(self, run_id: int) -> None:
+        """Publish one hook run by task name (a re-run asked for by an operator)."""
+        self.celery_app.send_task(RUN_HOOK, args=[run_id], argsrepr=f"(hook_run={run_id})")
 
     def ping(self) -> None:
         publisher = self._redis_publisher()
@@ -265,3 +270,13 @@ def init_app(app: Flask, queue: Queue) -> None:
 def get_queue() -> Queue:
     """The queue of the current app."""
     return current_app.extensions[EXTENSION_KEY]
+
+
+def broker_queue(queue: Queue) -> Queue:
+    """The broker behind ``queue``, without the spool: what a replay publishes to.
+
+    A replay answers the operator, not a sender that cannot wait: when the broker is down
+    the dead letter stays where it is and the operator tries again, rather than moving it
+    into a spool that only this host drains.
+    """
+    return queue.primary if isinstance(queue, SpoolingQueue) else queue

@@ -14,6 +14,7 @@ class RecordingQueue:
 
     bodies: list[str] = field(default_factory=list)
     identifiers: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+    hook_runs: list[int] = field(default_factory=list)
 
     def enqueue(
         self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
@@ -21,6 +22,9 @@ class RecordingQueue:
         self.bodies.append(body)
         self.identifiers.append((event_id, event_type, appointment_id))
         return "queued"
+
+    def run_hook(self, run_id: int) -> None:
+        self.hook_runs.append(run_id)
 
     def ping(self) -> None:
         return None
@@ -31,6 +35,9 @@ class UnreachableQueue:
 
     def enqueue(self, body: str, **_ids: object) -> str:
         raise EnqueueFailed("broker did not take the message: ConnectionError")
+
+    def run_hook(self, run_id: int) -> None:
+        raise ConnectionError("broker unreachable")
 
     def ping(self) -> None:
         raise ConnectionError("broker unreachable")
@@ -52,6 +59,12 @@ class SwitchableQueue(RecordingQueue):
         return super().enqueue(
             body, event_id=event_id, event_type=event_type, appointment_id=appointment_id
         )
+
+    def run_hook(self, run_id: int) -> None:
+        self.attempts += 1
+        if self.down:
+            raise ConnectionError("broker unreachable")
+        super().run_hook(run_id)
 
     def ping(self) -> None:
         if self.down:

@@ -1,0 +1,75 @@
+"""A replay during a broker outage leaves the dead letter in place and exits 1 (issue 11, 2).
+
+Real processes on a private redis-server: `engagehook dead-letters replay` while the broker
+is down, then again once it is back, with `engagehook worker` processing the replayed event.
+A replayed message is registered in flight like a webhook, so the sweeper could find it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from engagehook.config import Settings
+from handlers.store import Store
+from tests.builders import body
+from tests.builders import envelope
+from tests.faults.harness import PrivateRedis
+from tests.processes import cli_json
+from tests.processes import start
+from tests.processes import stop
+from tests.processes import wait_until
+from workers.celery_app import INFLIGHT_BODIES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    broker = PrivateRedis(tmp_path / "redis")
+    broker.start()
+    env = {
+        "REDIS_URL": broker.url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}",
+        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
+    }
+    store = Store(Settings.from_env(env).store_url)
+    store.migrate()
+    payload = envelope("CREATE", event_id="replay-me", appointment_id="ap-replay")
+    store.dead_letter(
+        event_id="replay-me",
+        raw_body=body(payload),
+        reason="gave up after 6 retries: store unavailable: OperationalError",
+        errors=[{"path": "", "message": "store unavailable"}],
+        event_type="CREATE",
+        appointment_id="ap-replay",
+    )
+    yield broker, env, store
+    store.engine.dispose()
+    broker.kill()
+
+
+def test_replay_while_the_broker_is_down_keeps_the_dead_letter_then_succeeds(deployment, tmp_path):
+    broker, env, store = deployment
+    broker.kill()
+    code, _ = cli_json(["dead-letters", "replay", "replay-me"], env)
+    assert code == 1
+    assert store.get_event("replay-me")["state"] == "dead_lettered"
+    code, listed = cli_json(["dead-letters", "list", "--reason", "gave up"], env)
+    assert (code, [d["id"] for d in listed]) == (0, ["replay-me"])
+
+    broker.start()
+    code, _ = cli_json(["dead-letters", "replay", "--all", "--type", "CREATE"], env)
+    assert code == 0
+    assert store.get_event("replay-me")["state"] == "queued"
+    client = redis.Redis.from_url(broker.url)
+    assert client.hexists(INFLIGHT_BODIES, "replay-me")  # tracked like any delivery
+
+    worker = start(["worker", "--concurrency", "1"], env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: store.get_event("replay-me")["state"] == "processed", timeout=90)
+        assert store.get_appointment("ap-replay")["lastEventId"] == "replay-me"
+        wait_until(lambda: not client.hexists(INFLIGHT_BODIES, "replay-me"), timeout=30)
+    finally:
+        stop(worker)
+        client.close()
