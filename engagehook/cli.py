@@ -32,7 +32,7 @@ def _settings() -> Settings:
 
 
 def _warn_if_open(settings: Settings) -> None:
-    if not settings.webhook_token and not settings.webhook_hmac_secrets:
+    if not settings.webhook_tokens and not settings.webhook_hmac_secrets:
         logger.warning(
             "neither WEBHOOK_TOKEN nor WEBHOOK_HMAC_SECRET is set; "
             "anyone who can reach /webhooks can post events"

@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 VALIDATION_MODES = ("tolerant", "strict")
-SECRET_FIELDS = frozenset({"webhook_token", "webhook_hmac_secrets", "admin_token"})
+SECRET_FIELDS = frozenset({"webhook_tokens", "webhook_hmac_secrets", "admin_token"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -86,7 +86,6 @@ class Settings:
     redis_url: str | None = None
     database_url: str | None = None
     data_dir: Path = Path("var")
-    webhook_token: str | None = None
     webhook_hmac_secrets: tuple[str, ...] = ()
     admin_token: str | None = None
     visibility_timeout: int = 300
@@ -101,6 +100,9 @@ class Settings:
     # A failing user hook is retried this often, waiting about base * 2**n seconds (jittered).
     hook_max_retries: int = 5
     hook_retry_backoff: float = 1.0
+    # Pexip Engage sender: URL tokens (several, for rotation) and the configuration allowlist.
+    webhook_tokens: tuple[str, ...] = ()
+    webhook_configuration_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -123,7 +125,6 @@ class Settings:
             redis_url=redis_url,
             database_url=_optional(environ, "DATABASE_URL"),
             data_dir=Path(environ.get("ENGAGEHOOK_DATA_DIR", "").strip() or "var"),
-            webhook_token=_optional(environ, "WEBHOOK_TOKEN"),
             webhook_hmac_secrets=secrets,
             admin_token=_optional(environ, "ADMIN_TOKEN"),
             visibility_timeout=_positive_int(environ, "VISIBILITY_TIMEOUT", 300),
@@ -136,6 +137,9 @@ class Settings:
             flower_basic_auth=_basic_auth(environ, "FLOWER_BASIC_AUTH"),
             hook_max_retries=_count(environ, "ENGAGEHOOK_HOOK_MAX_RETRIES", 5),
             hook_retry_backoff=_seconds(environ, "ENGAGEHOOK_HOOK_RETRY_BACKOFF", 1.0),
+            # Pexip Engage sender
+            webhook_tokens=_tokens(environ, "WEBHOOK_TOKEN"),
+            webhook_configuration_ids=_comma_list(environ, "WEBHOOK_CONFIGURATION_IDS"),
         )
 
     @property
@@ -186,6 +190,31 @@ class Settings:
         out["redis_url"] = _mask_url(self.redis_url) if self.redis_url else None
         out["database_url"] = _mask_url(self.database_url) if self.database_url else None
         return out
+
+
+# -- Pexip Engage sender: WEBHOOK_TOKEN, WEBHOOK_CONFIGURATION_IDS ------------------------------
+
+# A token rides in the webhook URL (?token=...): a character that a URL would re-encode, or
+# that ends a query parameter, would make the URL Pexip Engage posts to differ from the token.
+_URL_SAFE_TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _comma_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
+
+
+def _tokens(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """The accepted webhook tokens; several, separated by commas, while one is being rotated."""
+    tokens = _comma_list(environ, name)
+    for position, token in enumerate(tokens, start=1):
+        # The message names the position, never the token: configuration errors get logged.
+        if not set(token) <= _URL_SAFE_TOKEN:
+            raise ConfigError(
+                f"{name}: token {position} has characters that do not survive in a URL; "
+                "use letters, digits and - . _ ~ only "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return tokens
 
 
 def _log_level(environ: Mapping[str, str]) -> str:
