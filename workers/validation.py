@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 # Built once per mode: building the nested schema tree costs far more than one validation.
 _SCHEMAS = {mode: EnvelopeSchema(mode=mode) for mode in VALIDATION_MODES}
 # Where an unknown discriminator value means "newer than this receiver" rather than "broken".
+# orjson reads integers up to 2**64 exactly; 19 digits or more might be beyond.
+_LONG_DIGIT_RUN = re.compile(r"\d{19}")
 _STATUS_PATHS = ("data.appointment.status", "data.previousAppointment.status")
 
 
@@ -45,10 +49,31 @@ class InvalidPayload(Exception):
 def parse_event(body: str | bytes, *, mode: str = TOLERANT) -> AppointmentEvent:
     """Validate ``body`` against the contract and build the event, or raise InvalidPayload."""
     try:
-        raw = orjson.loads(body)
+        raw = decode(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidPayload("invalid", [{"path": "", "message": f"not JSON: {exc}"}]) from None
     return _load(raw, mode)
+
+
+def decode(body: str | bytes) -> Any:
+    """The JSON document of ``body``, every number with its exact value.
+
+    orjson refuses what ingest refuses (invalid UTF-8, lone surrogates, absurd nesting), but
+    it reads an integer beyond 64 bits as a float. A body with such a long digit run is read
+    again by the standard library, whose integers have no bound.
+    """
+    raw = orjson.loads(body)
+    text = body if isinstance(body, str) else body.decode("utf-8")
+    if _LONG_DIGIT_RUN.search(text):
+        try:
+            raw = json.loads(text, parse_constant=_refuse_constant)
+        except (RecursionError, ValueError):
+            pass  # nesting past Python's recursion limit: keep orjson's reading
+    return raw
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def validate_document(raw: Any, *, mode: str = TOLERANT) -> list[dict[str, str]]:
