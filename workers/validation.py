@@ -19,6 +19,8 @@ from workers.schemas import EnvelopeSchema
 from workers.schemas.paths import flatten_errors
 
 VALIDATION_MODES = (TOLERANT, STRICT)
+APPOINTMENT_ENTITY = "Appointment"
+UNSUPPORTED_ENTITY = "unsupported entity"
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,12 @@ def _load(raw: Any, mode: str) -> AppointmentEvent:
         raise ValueError(f"VALIDATION_MODE must be one of {VALIDATION_MODES}, not {mode!r}")
     if not isinstance(raw, dict):
         raise InvalidPayload("invalid", [{"path": "", "message": "must be a JSON object"}], raw)
+    entity = raw.get("entity")
+    if isinstance(entity, str) and entity.strip() and entity != APPOINTMENT_ENTITY:
+        # Another kind of event (Pexip also posts e.g. "Callback Request" updates): kept for
+        # the day it is supported, and never judged by the Appointment contract.
+        message = f"{UNSUPPORTED_ENTITY} {entity[:80]!r}: expected {APPOINTMENT_ENTITY!r}"
+        raise InvalidPayload(UNSUPPORTED_ENTITY, [{"path": "entity", "message": message}], raw)
     try:
         event = schema.load(raw)
     except ValidationError as exc:
