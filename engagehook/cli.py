@@ -32,7 +32,7 @@ def _settings() -> Settings:
 
 
 def _warn_if_open(settings: Settings) -> None:
-    if not settings.webhook_token and not settings.webhook_hmac_secrets:
+    if not settings.webhook_tokens and not settings.webhook_hmac_secrets:
         logger.warning(
             "neither WEBHOOK_TOKEN nor WEBHOOK_HMAC_SECRET is set; "
             "anyone who can reach /webhooks can post events"
@@ -567,16 +567,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("send", help="post payloads the way the sender does")
+    p = sub.add_parser(
+        "send",
+        help="post payloads the way Pexip Engage does (3 s, then 5 s after 2 s, 30 s after 10 s)",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}/webhooks")
-    p.add_argument("--token")
-    p.add_argument("--hmac-secret")
+    p.add_argument("--token", help="put ?token=TOKEN in the URL, as a Pexip webhook URL holds it")
+    p.add_argument(
+        "--hmac-secret", help="add X-Webhook-Signature, as a signing relay in front would"
+    )
+    p.add_argument(
+        "--bearer", metavar="TOKEN", help="add Authorization: Bearer, as a relay in front would"
+    )
     p.add_argument(
         "--timeout",
         type=float,
-        default=4.0,
-        help="seconds to wait for each answer (the sender waits 3-5 s)",
+        default=None,
+        help="seconds to wait for every answer (default: the sender's 3, 5 and 30 s)",
     )
     p.set_defaults(func=cmd_send)
 

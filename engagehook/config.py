@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 VALIDATION_MODES = ("tolerant", "strict")
-SECRET_FIELDS = frozenset({"webhook_token", "webhook_hmac_secrets", "admin_token"})
+SECRET_FIELDS = frozenset({"webhook_tokens", "webhook_hmac_secrets", "admin_token"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -89,7 +89,6 @@ class Settings:
     redis_url: str | None = None
     database_url: str | None = None
     data_dir: Path = Path("var")
-    webhook_token: str | None = None
     webhook_hmac_secrets: tuple[str, ...] = ()
     admin_token: str | None = None
     visibility_timeout: int = 300
@@ -110,6 +109,9 @@ class Settings:
     retention_days: int = 0
     # Start-up safety (see _start_up_safety): where the Prometheus multiprocess files live.
     metrics_dir: Path | None = None
+    # Pexip Engage sender: URL tokens (several, for rotation) and the configuration allowlist.
+    webhook_tokens: tuple[str, ...] = ()
+    webhook_configuration_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -133,7 +135,6 @@ class Settings:
             redis_url=redis_url,
             database_url=_optional(environ, "DATABASE_URL"),
             data_dir=Path(environ.get("ENGAGEHOOK_DATA_DIR", "").strip() or "var"),
-            webhook_token=_optional(environ, "WEBHOOK_TOKEN"),
             webhook_hmac_secrets=secrets,
             admin_token=_optional(environ, "ADMIN_TOKEN"),
             visibility_timeout=_positive_int(environ, "VISIBILITY_TIMEOUT", 300),
@@ -148,6 +149,9 @@ class Settings:
             hook_retry_backoff=_seconds(environ, "ENGAGEHOOK_HOOK_RETRY_BACKOFF", 1.0),
             retention_days=_retention_days(environ, embedded=redis_url is None),
             **bounds,
+            # Pexip Engage sender
+            webhook_tokens=_tokens(environ, "WEBHOOK_TOKEN"),
+            webhook_configuration_ids=_comma_list(environ, "WEBHOOK_CONFIGURATION_IDS"),
         )
 
     @property
@@ -251,6 +255,8 @@ def _retention_days(environ: Mapping[str, str], *, embedded: bool) -> int:
             f"set 0 to keep records forever, got {days}"
         )
     return days
+
+
 # -- start-up safety: configurations that can lose or double data are refused (issue 14) ------
 
 MAX_VISIBILITY_TIMEOUT = 86_400  # a day: longer only hides dead workers' messages for longer
@@ -336,6 +342,31 @@ def _check_database_url(url: str) -> None:
         )
     if parsed.get_backend_name() == "postgresql" and not parsed.database:
         raise ConfigError(f"DATABASE_URL names no database; {hint}")
+
+
+# -- Pexip Engage sender: WEBHOOK_TOKEN, WEBHOOK_CONFIGURATION_IDS ------------------------------
+
+# A token rides in the webhook URL (?token=...): a character that a URL would re-encode, or
+# that ends a query parameter, would make the URL Pexip Engage posts to differ from the token.
+_URL_SAFE_TOKEN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _comma_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in environ.get(name, "").split(",") if item.strip())
+
+
+def _tokens(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """The accepted webhook tokens; several, separated by commas, while one is being rotated."""
+    tokens = _comma_list(environ, name)
+    for position, token in enumerate(tokens, start=1):
+        # The message names the position, never the token: configuration errors get logged.
+        if not set(token) <= _URL_SAFE_TOKEN:
+            raise ConfigError(
+                f"{name}: token {position} has characters that do not survive in a URL; "
+                "use letters, digits and - . _ ~ only "
+                "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    return tokens
 
 
 def _log_level(environ: Mapping[str, str]) -> str:

@@ -40,6 +40,7 @@ ALLOWED_FIELDS = IDENTIFIERS + (
     "hook_run",
     "http_method",
     "path",
+    "query",
     "status",
     "duration_ms",
     "retries",
@@ -54,8 +55,14 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # UUIDs, timestamps and counters out of it.
 _PHONE = re.compile(r"\+\d{1,3}[\d ()./-]{6,}\d")
 # ?token=... (WEBHOOK_TOKEN in the URL) and the sender's per-participant ?t=... links.
-_TOKEN_PARAM = re.compile(r"(?i)([?&](?:token|access_token|t)=)[^&\s\"'#]+")
+_TOKEN_PARAM = re.compile(r"(?i)((?:[?&]|%3F|%26)(?:token|access_token|t)(?:=|%3D))[^&\s\"'#]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+# The query string of any URL or request target ("POST /webhooks?token=... HTTP/1.1",
+# "https://host/path?a=b"): WEBHOOK_TOKEN rides there, and so may anything a caller appends.
+# A percent-encoded "?" (%3F) counts too: gunicorn logs raw request paths at DEBUG.
+_URL_QUERY = re.compile(
+    r"(?i)((?:[a-z][a-z0-9+.-]*://[^\s/?#\"']*)?/[^\s?#\"']*?)(?:\?|%3F)[^\s#\"']+"
+)
 
 _context: ContextVar[dict[str, str] | None] = ContextVar("engagehook_log_context", default=None)
 
@@ -65,7 +72,14 @@ def redact(text: str) -> str:
     text = _EMAIL.sub("<email>", text)
     text = _PHONE.sub("<phone>", text)
     text = _TOKEN_PARAM.sub(r"\1***", text)
+    text = _URL_QUERY.sub(r"\1?<redacted>", text)
     return _BEARER.sub(r"\1***", text)
+
+
+def redact_url(url: str) -> str:
+    """A URL or request target fit for a log line: everything after ``?`` is redacted."""
+    path, sep, _query = url.partition("?")
+    return f"{path}?<redacted>" if sep else path
 
 
 def identifier(value: object) -> str | None:

@@ -1,8 +1,10 @@
 """`engagehook send`: post payload files the way Pexip Engage does, to test a deployment.
 
-The real sender waits 3-5 s for an answer, reads nothing but the status, retries a failed
-delivery after 2 s and after 10 s, then gives up. This command does the same per file and
-says for each what became of it, so a user sees what the sender would have seen.
+The real sender waits 3 s for the first answer, reads nothing but the status, retries a
+failed delivery after 2 s (waiting 5 s) and after 10 s (waiting 30 s), then gives up. It sends
+a JSON body and no auth header: the one secret it can carry rides in the URL (``?token=``).
+This command does the same per file and says for each what became of it, so a user sees
+what the sender would have seen.
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from pathlib import Path
 
 import httpx
 
+from engagehook.logs import redact
 from ingest.auth import SIGNATURE_HEADER
 from ingest.auth import sign
 
-DEFAULT_TIMEOUT_SECONDS = 4.0  # the sender's own lies between 3 and 5 s
-RETRY_DELAYS_SECONDS = (2.0, 10.0)  # after the first and the second failed delivery
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt: how long to wait before it, and how long to wait for its answer."""
+
+    delay: float
+    timeout: float
+
+
+# The sender's own schedule (its delivery documentation): three attempts in all.
+SCHEDULE = (Attempt(0.0, 3.0), Attempt(2.0, 5.0), Attempt(10.0, 30.0))
 USER_AGENT = "engagehook-send"
 
 
@@ -43,41 +55,61 @@ class Delivery:
         )
 
 
-def headers_for(body: bytes, token: str | None, hmac_secret: str | None) -> dict[str, str]:
-    """The request headers the sender would put on ``body``."""
+def headers_for(
+    body: bytes, hmac_secret: str | None = None, bearer: str | None = None
+) -> dict[str, str]:
+    """The request headers for ``body``: only what Pexip Engage sends, unless asked for more.
+
+    ``hmac_secret`` and ``bearer`` are what a relay or proxy in front of engagehook may add;
+    the real sender adds neither.
+    """
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
     if hmac_secret:
         headers[SIGNATURE_HEADER] = sign(body, hmac_secret)
     return headers
 
 
+def url_with_token(url: str, token: str | None) -> httpx.URL:
+    """``url`` with ``?token=<token>`` added, as a Pexip Engage webhook configuration holds it."""
+    parsed = httpx.URL(url)
+    return parsed.copy_merge_params({"token": token}) if token else parsed
+
+
+def schedule_with(timeout: float | None) -> tuple[Attempt, ...]:
+    """The sender's schedule, every attempt waiting ``timeout`` seconds when one is given."""
+    if timeout is None:
+        return SCHEDULE
+    return tuple(Attempt(attempt.delay, timeout) for attempt in SCHEDULE)
+
+
 def deliver(
     client: httpx.Client,
-    url: str,
+    url: httpx.URL | str,
     name: str,
     body: bytes,
     headers: dict[str, str],
     *,
-    delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+    schedule: Sequence[Attempt] = SCHEDULE,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """Post ``body`` until a 2xx answer, waiting ``delays`` between attempts, then give up."""
+    """Post ``body`` until a 2xx answer, one attempt per ``schedule`` entry, then give up."""
     attempts = 0
     status: int | None = None
     detail = ""
-    for delay in (None, *delays):
-        if delay is not None:
-            sleep(delay)
+    for attempt in schedule:
+        if attempt.delay:
+            sleep(attempt.delay)
         attempts += 1
         try:
-            response = client.post(url, content=body, headers=headers)
+            response = client.post(url, content=body, headers=headers, timeout=attempt.timeout)
         except httpx.TimeoutException:
-            status, detail = None, "timed out"
+            status, detail = None, f"no answer within {attempt.timeout:g} s"
             continue
         except httpx.HTTPError as exc:
-            status, detail = None, f"{exc.__class__.__name__}: {exc}"
+            # An error message may quote the URL, and the URL may hold the token.
+            status, detail = None, redact(f"{exc.__class__.__name__}: {exc}")
             continue
         status, detail = response.status_code, _summary(response)
         if response.is_success:
@@ -88,14 +120,15 @@ def deliver(
 def main(
     args: argparse.Namespace,
     *,
-    delays: Sequence[float] = RETRY_DELAYS_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
     transport: httpx.BaseTransport | None = None,
 ) -> int:
     """Send every file of ``args.files``; exit status 1 if any was given up."""
-    timeout = getattr(args, "timeout", None) or DEFAULT_TIMEOUT_SECONDS
+    schedule = schedule_with(getattr(args, "timeout", None))
+    url = url_with_token(args.url, getattr(args, "token", None))
+    bearer = getattr(args, "bearer", None)
     failed = False
-    with httpx.Client(timeout=timeout, transport=transport) as client:
+    with httpx.Client(transport=transport) as client:
         for name in args.files:
             try:
                 body = Path(name).read_bytes()
@@ -103,8 +136,8 @@ def main(
                 failed = True
                 print(f"{name}: cannot read: {exc.strerror}", flush=True)
                 continue
-            headers = headers_for(body, args.token, args.hmac_secret)
-            delivery = deliver(client, args.url, name, body, headers, delays=delays, sleep=sleep)
+            headers = headers_for(body, args.hmac_secret, bearer)
+            delivery = deliver(client, url, name, body, headers, schedule=schedule, sleep=sleep)
             failed |= not delivery.delivered
             print(delivery.line(), flush=True)
     return 1 if failed else 0

@@ -27,10 +27,11 @@ EVENT_TYPES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class AppointmentEvent:
-    """One webhook delivery after validation: typed keys for ordering, raw JSON for storage.
+    """One webhook delivery after validation: typed keys for ordering, JSON for storage.
 
-    ``appointment`` and ``previous_appointment`` are the objects exactly as the sender wrote
-    them (JSON types), so the stored snapshot equals the delivered one byte for byte in meaning.
+    ``appointment`` and ``previous_appointment`` hold the properties the contract declares,
+    with the values exactly as the sender wrote them (JSON types, exact numbers); unknown
+    properties stay in the raw body only, so they can never change what a handler sees.
     """
 
     id: str

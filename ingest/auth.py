@@ -11,20 +11,25 @@ from flask import Request
 SIGNATURE_HEADER = "X-Webhook-Signature"
 
 
-def token_ok(request: Request, token: str) -> bool:
-    """True when the request carries ``Authorization: Bearer <token>`` or ``?token=<token>``."""
+def token_ok(request: Request, tokens: Sequence[str]) -> bool:
+    """True when ``?token=<t>`` or ``Authorization: Bearer <t>`` carries any of ``tokens``.
+
+    Every presented value is compared with every configured token, with no early exit, as
+    SHA-256 digests of one length: the time taken reveals neither which token matched nor
+    anything of its content or length.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     candidates = []
     if scheme.lower() == "bearer" and presented:
         candidates.append(presented.strip())
-    if "token" in request.args:
-        candidates.append(request.args.get("token", ""))
-    expected = _digest(token)
+    candidates.extend(request.args.getlist("token"))
+    expected = [_digest(token) for token in tokens]
     matched = False
     for candidate in candidates:
-        # Digests have one length, so the comparison time reveals neither content nor length.
-        matched |= hmac.compare_digest(_digest(candidate), expected)
+        digest = _digest(candidate)
+        for wanted in expected:
+            matched |= hmac.compare_digest(digest, wanted)
     return matched
 
 

@@ -31,14 +31,16 @@ class JsonLogger(Logger):
                 logs.json_handler("web", handler)
 
     def access(self, resp, req, environ, request_time) -> None:
-        # The query string may hold WEBHOOK_TOKEN (?token=...): log the path only.
+        # The query string may hold WEBHOOK_TOKEN (?token=...) on any path: log the path only,
+        # and say a query was there without showing it.
         if not self.access_log_enabled or environ.get("PATH_INFO") == APP_LOGGED_PATH:
             return
         self.access_log.info(
             "request",
             extra={
                 "http_method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"),
+                "path": logs.redact_url(environ.get("PATH_INFO") or ""),
+                "query": "<redacted>" if environ.get("QUERY_STRING") else None,
                 "status": getattr(resp, "status_code", None),
                 "duration_ms": round(request_time.total_seconds() * 1000, 2),
             },
@@ -55,6 +57,9 @@ def child_exit(server, worker) -> None:
 
 logger_class = JsonLogger
 accesslog = "-"
+# Only used if the logger class above is swapped for gunicorn's own: %(U)s is the path without
+# its query string (which may hold ?token=...), and no referrer or request line (%(r)s) appears.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)s'
 # The sender waits 3 s at most; a request still running after 30 s is stuck.
 timeout = 30
 graceful_timeout = 30

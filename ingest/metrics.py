@@ -40,6 +40,8 @@ from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import HOOKS_QUEUE
 
 EXTENSION_KEY = "engagehook.metrics"
+# The dead-letter reason of a payload whose entity is not Appointment (workers/validation.py).
+UNSUPPORTED_ENTITY = "unsupported entity"
 WEBHOOKS_PATH = "/webhooks"
 QUEUES = (EVENTS_QUEUE, HOOKS_QUEUE)
 # kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
@@ -349,19 +351,28 @@ class StateCollector:
         with engine.connect() as conn:
             if engine.dialect.name == "postgresql":
                 conn.execute(text("SET LOCAL statement_timeout = 1000"))
-            events = conn.execute(
-                text("SELECT count(*) FROM events WHERE state = 'dead_lettered'")
-            ).scalar()
+            # Payloads of another entity are kept, not broken: counted apart, so an alert on
+            # broken payloads does not fire for them.
+            events, unsupported = conn.execute(
+                text(
+                    "SELECT coalesce(sum(CASE WHEN reason = :entity THEN 0 ELSE 1 END), 0), "
+                    "coalesce(sum(CASE WHEN reason = :entity THEN 1 ELSE 0 END), 0) "
+                    "FROM events WHERE state = 'dead_lettered'"
+                ),
+                {"entity": UNSUPPORTED_ENTITY},
+            ).one()
             hooks = conn.execute(
                 text("SELECT count(*) FROM hook_runs WHERE state = 'dead_lettered'")
             ).scalar()
             conn.rollback()
         family = GaugeMetricFamily(
             "engagehook_dead_letters",
-            "Dead-lettered records in the store: events (invalid or gave up) and hook runs.",
+            "Dead-lettered records in the store: events (invalid or gave up), payloads of an "
+            "unsupported entity, and hook runs.",
             labels=["kind"],
         )
         family.add_metric(["event"], int(events or 0))
+        family.add_metric(["unsupported_entity"], int(unsupported or 0))
         family.add_metric(["hook"], int(hooks or 0))
         yield family
 

@@ -29,11 +29,12 @@ def receive_webhook():
     """Acknowledge a webhook once its raw body is durably stored (broker or spool)."""
     settings = current_app.config["ENGAGEHOOK_SETTINGS"]
     # The token needs no body: a caller without it is turned away before anything is read.
-    if settings.webhook_token and not token_ok(request, settings.webhook_token):
+    if settings.webhook_tokens and not token_ok(request, settings.webhook_tokens):
         raise IngestError(
             401,
             "unauthorized",
-            "missing or wrong token: send Authorization: Bearer <WEBHOOK_TOKEN>",
+            "missing or wrong token: post to /webhooks?token=<one of WEBHOOK_TOKEN> "
+            "or send Authorization: Bearer <token>",
         )
     if request.mimetype != "application/json":
         raise IngestError(415, "unsupported_media_type", "send the payload as application/json")
@@ -48,6 +49,14 @@ def receive_webhook():
         )
     envelope = _parse_envelope(body)
     note_envelope(envelope)  # identifiers for the log line and metrics, never payload values
+    allowed = settings.webhook_configuration_ids
+    if allowed and envelope.get("webhookConfigurationId") not in allowed:
+        # The value is not echoed: it is whatever the caller wrote.
+        raise IngestError(
+            403,
+            "configuration_not_allowed",
+            "the webhookConfigurationId of this payload is not listed in WEBHOOK_CONFIGURATION_IDS",
+        )
     event_id = envelope["id"]
     data = found if isinstance(found := envelope.get("data"), dict) else {}
     appointment = found if isinstance(found := data.get("appointment"), dict) else {}

@@ -212,7 +212,7 @@ class TestEngagehookServices:
 
     def test_web_requires_authentication(self, compose):
         settings = Settings.from_env(environment(compose["services"]["web"]))
-        assert settings.webhook_token == DOTENV["WEBHOOK_TOKEN"]
+        assert settings.webhook_tokens == (DOTENV["WEBHOOK_TOKEN"],)
 
     def test_flower_requires_basic_auth(self, compose):
         settings = Settings.from_env(environment(compose["services"]["flower"]))

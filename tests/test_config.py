@@ -121,7 +121,7 @@ class TestConfigCommand:
         assert result.returncode == 0, result.stderr
         shown = json.loads(result.stdout)
         assert shown["visibility_timeout"] == 420
-        assert shown["webhook_token"] == "***"
+        assert shown["webhook_tokens"] == ["***"]
         assert shown["webhook_hmac_secrets"] == ["***", "***"]
         assert shown["admin_token"] == "***"
         assert shown["flower_basic_auth"] == ["ops:***"]

@@ -431,3 +431,32 @@ class TestNoPersonalDataInLogs:
             if line.get("event_id") == "evt-invalid" and line.get("reason") == "invalid"
         ]
         assert dead and all("error_paths" in line for line in dead)
+
+
+class TestQueryStringsAreRedacted:
+    """Wherever a URL or request target reaches a log line, its query string does not."""
+
+    @pytest.mark.parametrize(
+        ("message", "shown"),
+        [
+            ("POST /webhooks?token=tok-1 HTTP/1.1", "POST /webhooks?<redacted> HTTP/1.1"),
+            ("GET /nowhere%3Ftoken=tok-1", "GET /nowhere?<redacted>"),
+            (
+                "posting to https://h.example/webhooks?a=1&token=tok-1",
+                "posting to https://h.example/webhooks?<redacted>",
+            ),
+            (
+                "Error handling request /metrics?x=tok-1",
+                "Error handling request /metrics?<redacted>",
+            ),
+        ],
+    )
+    def test_the_query_of_a_url_is_redacted(self, message, shown):
+        assert logs.redact(message) == shown
+
+    def test_a_question_in_prose_is_left_alone(self):
+        assert logs.redact("is 3/4 enough? yes") == "is 3/4 enough? yes"
+
+    def test_redact_url_keeps_the_path_only(self):
+        assert logs.redact_url("/webhooks?token=tok-1") == "/webhooks?<redacted>"
+        assert logs.redact_url("/healthz") == "/healthz"

@@ -108,17 +108,68 @@ class TestRequest:
         assert "Authorization" not in request.headers
         assert "X-Webhook-Signature" not in request.headers
 
-    def test_token_and_signature_are_added_when_given(self, tmp_path):
+    def test_the_token_rides_in_the_url_and_no_header_is_added(self, tmp_path):
+        server = ScriptedServer(202)
+        run(tmp_path, server, "--token", "tok-1")
+        request = server.requests[0]
+        assert request.url.params["token"] == "tok-1"
+        assert str(request.url) == f"{URL}?token=tok-1"
+        assert "Authorization" not in request.headers
+        assert "X-Webhook-Signature" not in request.headers
+
+    def test_the_token_joins_a_query_the_url_already_has(self, tmp_path):
+        server = ScriptedServer(202)
+        args = build_parser().parse_args(
+            ["send", str(tmp_path / "e.json"), "--url", f"{URL}?tenant=a", "--token", "tok-1"]
+        )
+        (tmp_path / "e.json").write_text('{"id": "e"}')
+        sender.main(args, sleep=lambda _: None, transport=httpx.MockTransport(server))
+        assert dict(server.requests[0].url.params) == {"tenant": "a", "token": "tok-1"}
+
+    def test_relay_headers_are_added_only_when_asked(self, tmp_path):
         raw = body(envelope(event_id="e-1"))
         server = ScriptedServer(202)
-        run(tmp_path, server, "--token", "tok", "--hmac-secret", "sec", write={"e-1.json": raw})
+        run(tmp_path, server, "--bearer", "tok", "--hmac-secret", "sec", write={"e-1.json": raw})
         request = server.requests[0]
         assert request.headers["Authorization"] == "Bearer tok"
         assert request.headers["X-Webhook-Signature"] == sign(raw.encode(), "sec")
+        assert "token" not in request.url.params
 
-    def test_default_timeout_lies_in_the_senders_3_to_5_seconds(self):
-        args = build_parser().parse_args(["send", "x.json"])
-        assert 3 <= args.timeout <= 5
+    def test_a_token_never_appears_in_what_it_prints(self, tmp_path, capsys):
+        server = ScriptedServer(httpx.ConnectError(f"cannot reach {URL}?token=tok-secret"))
+        run(tmp_path, server, "--token", "tok-secret")
+        out = capsys.readouterr().out
+        assert "gave up" in out and "tok-secret" not in out
+
+
+class TestSendersSchedule:
+    """3 s for the first answer; after 2 s a second attempt with 5 s; after 10 s one with 30 s."""
+
+    @staticmethod
+    def timeouts(server) -> list[float]:
+        return [request.extensions["timeout"]["read"] for request in server.requests]
+
+    def test_each_attempt_waits_as_long_as_the_sender_does(self, tmp_path):
+        server = ScriptedServer(503)
+        status, sleeps = run(tmp_path, server)
+        assert status == 1
+        assert sleeps == [2.0, 10.0]
+        assert self.timeouts(server) == [3.0, 5.0, 30.0]
+        assert all(
+            set(request.extensions["timeout"].values()) == {timeout}
+            for request, timeout in zip(server.requests, [3.0, 5.0, 30.0], strict=True)
+        )
+
+    def test_timeouts_are_given_up_on_the_same_schedule(self, tmp_path, capsys):
+        server = ScriptedServer(httpx.ReadTimeout("slow"))
+        status, sleeps = run(tmp_path, server)
+        assert (status, sleeps, self.timeouts(server)) == (1, [2.0, 10.0], [3.0, 5.0, 30.0])
+        assert "no answer within 30 s" in capsys.readouterr().out
+
+    def test_timeout_option_overrides_every_attempt(self, tmp_path):
+        server = ScriptedServer(503)
+        run(tmp_path, server, "--timeout", "0.5")
+        assert self.timeouts(server) == [0.5, 0.5, 0.5]
 
 
 class TestAgainstIngest:
@@ -169,7 +220,7 @@ class TestAgainstIngest:
             args = build_parser().parse_args(
                 ["send", str(tmp_path / "e.json"), "--url", url, "--timeout", "0.3"]
             )
-            status = sender.main(args, delays=(0, 0))
+            status = sender.main(args, sleep=lambda _: None)
         finally:
             stop.set()
             thread.join()
@@ -178,4 +229,4 @@ class TestAgainstIngest:
             listener.close()
         assert status == 1
         assert len(held) == 3
-        assert "gave up after 3 attempt(s), last no answer: timed out" in capsys.readouterr().out
+        assert "gave up after 3 attempt(s), last no answer: no answer within 0.3 s" in capsys.readouterr().out

@@ -114,12 +114,18 @@ def _add_security(spec: APISpec) -> None:
     """The shared-secret schemes of the contract (each optional: unset means not checked)."""
     schemes = {
         "webhookBearer": {"type": "http", "scheme": "bearer", "description": "WEBHOOK_TOKEN"},
-        "webhookQueryToken": {"type": "apiKey", "in": "query", "name": "token"},
+        "webhookQueryToken": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "WEBHOOK_TOKEN in the webhook URL: what Pexip Engage can send",
+        },
         "webhookSignature": {
             "type": "apiKey",
             "in": "header",
             "name": "X-Webhook-Signature",
-            "description": "sha256=<hex HMAC-SHA256 of the raw body> (WEBHOOK_HMAC_SECRET)",
+            "description": "sha256=<hex HMAC-SHA256 of the raw body> (WEBHOOK_HMAC_SECRET), "
+            "for a relay or proxy that signs bodies: Pexip Engage itself does not sign",
         },
         "adminBearer": {"type": "http", "scheme": "bearer", "description": "ADMIN_TOKEN"},
     }
@@ -158,6 +164,7 @@ def _add_paths(spec: APISpec) -> None:
                     "200": {"description": "Already received", "content": _json("Duplicate")},
                     "400": _error("Not JSON, not an object, or no string `id`"),
                     "401": _error("Missing or wrong token or signature"),
+                    "403": _error("webhookConfigurationId not in WEBHOOK_CONFIGURATION_IDS"),
                     "413": _error("Body larger than MAX_BODY_BYTES"),
                     "415": _error("Content-Type is not application/json"),
                     "503": _error("The payload could not be stored; retry", headers=retry_after),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -17,12 +19,16 @@ from workers.schemas import EnvelopeSchema
 from workers.schemas.paths import flatten_errors
 
 VALIDATION_MODES = (TOLERANT, STRICT)
+APPOINTMENT_ENTITY = "Appointment"
+UNSUPPORTED_ENTITY = "unsupported entity"
 
 logger = logging.getLogger(__name__)
 
 # Built once per mode: building the nested schema tree costs far more than one validation.
 _SCHEMAS = {mode: EnvelopeSchema(mode=mode) for mode in VALIDATION_MODES}
 # Where an unknown discriminator value means "newer than this receiver" rather than "broken".
+# orjson reads integers up to 2**64 exactly; 19 digits or more might be beyond.
+_LONG_DIGIT_RUN = re.compile(r"\d{19}")
 _STATUS_PATHS = ("data.appointment.status", "data.previousAppointment.status")
 
 
@@ -45,10 +51,31 @@ class InvalidPayload(Exception):
 def parse_event(body: str | bytes, *, mode: str = TOLERANT) -> AppointmentEvent:
     """Validate ``body`` against the contract and build the event, or raise InvalidPayload."""
     try:
-        raw = orjson.loads(body)
+        raw = decode(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidPayload("invalid", [{"path": "", "message": f"not JSON: {exc}"}]) from None
     return _load(raw, mode)
+
+
+def decode(body: str | bytes) -> Any:
+    """The JSON document of ``body``, every number with its exact value.
+
+    orjson refuses what ingest refuses (invalid UTF-8, lone surrogates, absurd nesting), but
+    it reads an integer beyond 64 bits as a float. A body with such a long digit run is read
+    again by the standard library, whose integers have no bound.
+    """
+    raw = orjson.loads(body)
+    text = body if isinstance(body, str) else body.decode("utf-8")
+    if _LONG_DIGIT_RUN.search(text):
+        try:
+            raw = json.loads(text, parse_constant=_refuse_constant)
+        except (RecursionError, ValueError):
+            pass  # nesting past Python's recursion limit: keep orjson's reading
+    return raw
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def validate_document(raw: Any, *, mode: str = TOLERANT) -> list[dict[str, str]]:
@@ -67,6 +94,12 @@ def _load(raw: Any, mode: str) -> AppointmentEvent:
         raise ValueError(f"VALIDATION_MODE must be one of {VALIDATION_MODES}, not {mode!r}")
     if not isinstance(raw, dict):
         raise InvalidPayload("invalid", [{"path": "", "message": "must be a JSON object"}], raw)
+    entity = raw.get("entity")
+    if isinstance(entity, str) and entity.strip() and entity != APPOINTMENT_ENTITY:
+        # Another kind of event (Pexip also posts e.g. "Callback Request" updates): kept for
+        # the day it is supported, and never judged by the Appointment contract.
+        message = f"{UNSUPPORTED_ENTITY} {entity[:80]!r}: expected {APPOINTMENT_ENTITY!r}"
+        raise InvalidPayload(UNSUPPORTED_ENTITY, [{"path": "entity", "message": message}], raw)
     try:
         event = schema.load(raw)
     except ValidationError as exc:

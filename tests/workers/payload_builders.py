@@ -12,6 +12,8 @@ from typing import Any
 PAYLOADS = Path(__file__).resolve().parent.parent / "payloads"
 # One sample envelope per eventType, each file named by its eventType.
 EXAMPLES = tuple(sorted(path.stem for path in PAYLOADS.glob("*.json")))
+# The JSON example of the sender's own documentation, verbatim (placeholders and all).
+SEED_EXAMPLE = PAYLOADS / "seed" / "pexip_engage_example.json"
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CACHE: dict[str, dict[str, Any]] = {}
 
@@ -265,6 +267,7 @@ def _location(name, path, *, example="CREATE", nullable=True):
             "B",
             "Length must be 2.",
             example,
+            strict_only=True,  # the sender's own example writes "string"
         ),
         Rule(
             f"{name}-countryCode-long",
@@ -273,6 +276,7 @@ def _location(name, path, *, example="CREATE", nullable=True):
             "BEL",
             "Length must be 2.",
             example,
+            strict_only=True,
         ),
         *_string(f"{name}-postalCode", f"{path}.postalCode", example=example),
         *_object(
@@ -375,7 +379,15 @@ RULES: tuple[Rule, ...] = (
     *_string("webhookConfigurationId", "webhookConfigurationId"),
     *_string("version", "version"),
     *_required("entity", "entity"),
-    *_enum("entity", "entity", "Appointment", "appointment", ("Appointment",)),
+    # Another entity is kept and dead-lettered as unsupported, not called broken (semantics 11).
+    Rule(
+        "entity-enum",
+        "entity",
+        "Appointment",
+        "appointment",
+        "unsupported entity 'appointment': expected 'Appointment'",
+    ),
+    Rule("entity-not-null", "entity", "Appointment", None, NULL),
     *_required("data", "data"),
     *_object("data", "data"),
     # data (spec 2): additional properties allowed.
@@ -436,7 +448,10 @@ RULES: tuple[Rule, ...] = (
     *_enum("updatedByType", f"{A}.updatedByType", "CUSTOMER", "ROBOT", ACTORS),
     *_required("updatedFrom", f"{A}.updatedFrom"),
     *_enum("updatedFrom", f"{A}.updatedFrom", "PLUGIN", "API", ORIGINS),
-    *_required("callbackRequest", f"{A}.callbackRequest"),
+    # Required by the schema, absent from the sender's own example: strict-only.
+    Rule(
+        "callbackRequest-required", f"{A}.callbackRequest", KEEP, ABSENT, MISSING, strict_only=True
+    ),
     *_object("callbackRequest", f"{A}.callbackRequest", good={"id": "cb-1"}, nullable=True),
     *_string("callbackRequest-id", f"{A}.callbackRequest.id", example=RAD),
     # subject (3.3) and subjectGroup (3.4, EXT rules: strict only)
@@ -505,7 +520,7 @@ RULES: tuple[Rule, ...] = (
     *_cap("employee-communicationEmail", f"{EMP}.communicationEmail", 320),
     *_cap("employee-email", f"{EMP}.email", 320),
     *_cap("employee-externalId", f"{EMP}.externalId", 255),
-    *_cap("employee-language", f"{EMP}.language", 2),
+    *_cap("employee-language", f"{EMP}.language", 2, strict_only=True),  # example: "string"
     *_string("employee-firstName", f"{EMP}.firstName"),
     *_typed("employee-onlinePlanning", f"{EMP}.onlinePlanning", False, "yes", NOT_BOOLEAN),
     *_typed("employee-availableRoles-list", f"{EMP}.availableRoles", [], "ADMIN", NOT_LIST),
@@ -522,14 +537,22 @@ RULES: tuple[Rule, ...] = (
     ),
     *_translations("employee-translations", f"{EMP}.translations", ("function",), nullable=True),
     *_date_time("employee-updatedAt", f"{EMP}.updatedAt"),
-    # customer (3.11): open even in strict mode; id is a string or an integer >= 0
+    # customer (3.11): open even in strict mode; id is a string or an integer. The caps sit on
+    # fields the seed never names, so they are strict-only.
     *_object("customer", CUS),
     *_typed("customer-id", f"{CUS}.id", 0, 1.5, "Not a valid string or integer."),
     *_typed("customer-id-string", f"{CUS}.id", "c-1", True, "Not a valid string or integer."),
-    *_typed("customer-id-min", f"{CUS}.id", 0, -1, "Must be greater than or equal to 0."),
-    *_cap("customer-externalId", f"{CUS}.externalId", 255),
-    *_cap("customer-email", f"{CUS}.email", 320),
-    *_cap("customer-language", f"{CUS}.language", 2),
+    Rule(
+        "customer-id-min",
+        f"{CUS}.id",
+        0,
+        -1,
+        "Must be greater than or equal to 0.",
+        strict_only=True,
+    ),
+    *_cap("customer-externalId", f"{CUS}.externalId", 255, strict_only=True),
+    *_cap("customer-email", f"{CUS}.email", 320, strict_only=True),
+    *_cap("customer-language", f"{CUS}.language", 2, strict_only=True),
     *_string("customer-lastName", f"{CUS}.lastName"),
     *_location("customer-location", f"{CUS}.location", example=CR),
     # answers (3.12-3.14)

@@ -17,7 +17,7 @@ from workers.schemas.fields import OneOfNested
 jsonschema = pytest.importorskip("jsonschema", reason="install the test extra")
 openapi_spec_validator = pytest.importorskip("openapi_spec_validator", reason="test extra")
 
-ERROR_STATUSES = ("400", "401", "413", "415", "503")
+ERROR_STATUSES = ("400", "401", "403", "413", "415", "503")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from workers.schemas.fields import AwareDateTime
 from workers.schemas.fields import OneOfNested
 from workers.schemas.fields import StrictBoolean
 from workers.schemas.fields import StrictInteger
+from workers.schemas.fields import StrictlyRequiredNested
 from workers.schemas.fields import StrOrInt
 from workers.schemas.participants import ReducedParticipantSchema
 from workers.schemas.participants import participant_field
@@ -169,7 +170,8 @@ class AppointmentSchema(BaseSchema):
     office = fields.Nested(OfficeSchema)
     participants = fields.List(participant_field(), allow_none=True)
     answers = fields.List(fields.Nested(AnswerSchema), allow_none=True)
-    callback_request = fields.Nested(CallbackRequestSchema, required=True, allow_none=True)
+    # Required by the schema, absent from the sender's own example: required in strict only.
+    callback_request = StrictlyRequiredNested(CallbackRequestSchema, allow_none=True)
     location = fields.Nested(LocationSchema, allow_none=True)
     listing = fields.Nested(ListingSchema, allow_none=True)
     lead_segment = fields.Nested(LeadSegmentSchema, allow_none=True)

@@ -8,7 +8,7 @@ from dataclasses import field
 from typing import Any
 from typing import ClassVar
 
-from marshmallow import INCLUDE
+from marshmallow import EXCLUDE
 from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import validates_schema
@@ -54,14 +54,16 @@ class BaseSchema(Schema):
     """An object whose extra properties the seed does not forbid: unknown ones are kept and counted.
 
     Pexip may add properties at any time, so marshmallow's default (RAISE) would dead-letter whole
-    events for a harmless change. Unknown keys are therefore always INCLUDEd in the loaded data;
+    events for a harmless change. Unknown keys are recorded by ``_police_unknown`` and left out
+    of the loaded data (EXCLUDE): INCLUDE would put them beside the loaded attributes, where a
+    key spelled like one (``event_type``, ``updated_at``) overrides the validated value.
     ``closed`` subclasses additionally reject them when the load runs in ``strict`` mode.
     """
 
     closed: ClassVar[bool] = False
 
     class Meta:
-        unknown = INCLUDE
+        unknown = EXCLUDE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import cast
 
 from marshmallow import fields
-from marshmallow.validate import Length
 
 from workers.schemas.base import BaseSchema
 from workers.schemas.base import ClosedSchema
 from workers.schemas.fields import StrictNumber
+from workers.schemas.validators import StrictLength
 from workers.schemas.validators import StrictRange
 
 
@@ -49,7 +49,8 @@ class LocationSchema(ClosedSchema):
     """The one location shape of five places: office, customer, appointment, listing, previous."""
 
     postal_code = fields.String(allow_none=True)
-    country_code = fields.String(allow_none=True, validate=Length(equal=2))
+    # Stated (exactly 2), but the sender's own example writes "string": strict-only.
+    country_code = fields.String(allow_none=True, validate=StrictLength(equal=2))
     geolocation = fields.Nested(GeolocationSchema, allow_none=True)
     translations = fields.Nested(LocationTranslationsSchema)
 

@@ -18,6 +18,7 @@ from workers.schemas.base import LoadContext
 from workers.schemas.base import LoadContextVar
 from workers.schemas.base import current_context
 from workers.schemas.paths import unknown_paths
+from workers.schemas.projection import declared_only
 
 UNSUPPORTED_EVENT_TYPE = "unsupported eventType"
 
@@ -65,8 +66,8 @@ class EnvelopeSchema(BaseSchema):
     def make_event(
         self, loaded: dict[str, Any], original: dict[str, Any], **kwargs: Any
     ) -> AppointmentEvent:
-        """Keep the typed keys for ordering and the raw objects, exactly as sent, for storage."""
-        data, raw_data = loaded["data"], original["data"]
+        """Typed keys for ordering; for storage, the declared parts of the objects as sent."""
+        data, declared = loaded["data"], declared_only(self, original)["data"]
         appointment = data["appointment"]
         return AppointmentEvent(
             id=loaded["id"],
@@ -74,8 +75,8 @@ class EnvelopeSchema(BaseSchema):
             appointment_id=appointment["id"],
             updated_at=appointment["updated_at"],
             status=appointment["status"],
-            appointment=raw_data["appointment"],
-            previous_appointment=raw_data["previousAppointment"],
+            appointment=declared["appointment"],
+            previous_appointment=declared["previousAppointment"],
             correlation_id=loaded.get("correlation_id"),
             webhook_configuration_id=loaded.get("webhook_configuration_id"),
             version=loaded.get("version"),

@@ -12,6 +12,9 @@ from marshmallow import Schema
 from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
+from marshmallow.utils import missing
+
+from workers.schemas.base import current_context
 
 # RFC 3339 date-time (JSON Schema "date-time"): seconds and offset required, fraction optional.
 _LOCAL = r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?"
@@ -74,10 +77,28 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class StrictlyRequiredNested(fields.Nested):
+    """A nested object the seed marks Required but its own example omits (``callbackRequest``).
+
+    Strict mode follows the schema and requires it; tolerant mode accepts what the sender's
+    documented example does and lets it be absent. ``required`` stays set, so the OpenAPI
+    document still states the sender's promise.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, required=True, **kwargs)
+
+    def _validate_missing(self, value: Any) -> None:
+        if value is missing and not current_context().strict:
+            return
+        super()._validate_missing(value)
+
+
 class StrOrInt(fields.Field):
     """An id the sender writes as a string or an integer (``leadSegment.id``), loaded as a string.
 
-    ``minimum`` applies to the integer form only (the customer id's "Minimum value is 0").
+    ``minimum`` applies to the integer form only, and in strict mode only: the one it serves,
+    the customer id's "Minimum value is 0", sits on a field whose name the seed never shows.
     """
 
     default_error_messages = {
@@ -93,7 +114,8 @@ class StrOrInt(fields.Field):
         if isinstance(value, str):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            if self.minimum is not None and value < self.minimum:
+            strict = current_context().strict
+            if self.minimum is not None and strict and value < self.minimum:
                 raise self.make_error("too_small", min=self.minimum)
             return str(value)
         raise self.make_error("invalid")

@@ -31,7 +31,8 @@ class EmployeeSchema(ClosedSchema):
     email = fields.String(allow_none=True, validate=Length(max=320))
     external_id = fields.String(allow_none=True, validate=Length(max=255))
     first_name = fields.String(allow_none=True)
-    language = fields.String(allow_none=True, validate=Length(max=2))
+    # Stated (at most 2), but the sender's own example writes "string": strict-only.
+    language = fields.String(allow_none=True, validate=StrictLength(max=2))
     last_name = fields.String(allow_none=True)
     online_planning = StrictBoolean(allow_none=True)
     phone_number = fields.String(allow_none=True)
@@ -51,15 +52,16 @@ class CustomerSchema(BaseSchema):
 
     The seed closes this object but never shows its field names; the names below are guesses,
     so it stays open even in strict mode (contract: VALIDATION_MODE) and the guessed ``id`` may
-    be an integer (>= 0) or a string.
+    be an integer or a string. The caps the seed lists here sit on fields it never names, so
+    they are strict-only.
     """
 
     id = StrOrInt(allow_none=True, minimum=0)
-    external_id = fields.String(allow_none=True, validate=Length(max=255))
-    email = fields.String(allow_none=True, validate=Length(max=320))
+    external_id = fields.String(allow_none=True, validate=StrictLength(max=255))
+    email = fields.String(allow_none=True, validate=StrictLength(max=320))
     first_name = fields.String(allow_none=True)
     last_name = fields.String(allow_none=True)
-    language = fields.String(allow_none=True, validate=Length(max=2))
+    language = fields.String(allow_none=True, validate=StrictLength(max=2))
     location = fields.Nested(LocationSchema, allow_none=True)
 
 

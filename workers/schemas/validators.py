@@ -1,4 +1,9 @@
-"""Validators enforced in strict mode only: rules whose mapping to the field is uncertain."""
+"""Validators enforced in strict mode only.
+
+A rule is strict-only when the seed does not state it for this field (a cap on a field it never
+names, a cap known only from Pexip's other pages, a cap whose field is ambiguous), or when the
+sender's own documented example breaks it (tolerant mode accepts what that example does).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from workers.schemas.base import current_context
 
 
 class StrictLength(validate.Length):
-    """A length cap that the seed does not state unambiguously for this field (spec §8.7, §8.16).
+    """A length cap the seed does not state for this field, or that its own example breaks.
 
     Subclassing ``Length`` keeps the cap in the generated OpenAPI document, which describes the
     sender's promise; only the tolerant receiver lets a violation through.
