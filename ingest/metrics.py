@@ -264,7 +264,8 @@ class StateCollector:
             return oldest.timestamp() if oldest is not None else None  # naive local time
         from workers.inflight import oldest_since
 
-        return oldest_since(self._redis)
+        # The client _redis_depths opened a moment ago in this same scrape.
+        return oldest_since(self._redis) if self._redis is not None else None
 
     def _redis_depths(self) -> tuple[dict[str, int], int]:
         if self._redis is None:
