@@ -263,7 +263,8 @@ class StateCollector:
             return oldest.timestamp() if oldest is not None else None  # naive local time
         from workers.inflight import oldest_since
 
-        return oldest_since(self._redis)
+        # The client _redis_depths opened a moment ago in this same scrape.
+        return oldest_since(self._redis) if self._redis is not None else None
 
     def queue_depths(self) -> tuple[dict[str, int], int]:
         """Messages waiting per queue, and messages held unacknowledged, read from the broker."""
