@@ -62,6 +62,7 @@ class HookRunDeadLettered(Exception):
 
     def __init__(self, hook_name: str, event_id: str, attempts: int, error_class: str | None):
         self.hook_name, self.event_id, self.attempts = hook_name, event_id, attempts
+        self.error_class = error_class
         last = f" (last: {error_class})" if error_class else ""
         super().__init__(
             f"hook {hook_name} dead-lettered for event {event_id} after {attempts} attempt(s){last}"
@@ -69,4 +70,4 @@ class HookRunDeadLettered(Exception):
 
     def __reduce__(self):
         # Celery pickles exceptions between processes; rebuild from the same arguments.
-        return (self.__class__, (self.hook_name, self.event_id, self.attempts, None))
+        return (self.__class__, (self.hook_name, self.event_id, self.attempts, self.error_class))
