@@ -17,7 +17,6 @@ from engagehook.config import ConfigError
 from engagehook.config import Settings
 
 DEFAULT_PORT = 8000
-WORKER_QUEUES = "engagehook,engagehook.hooks"
 # Flower keeps task history in memory; its default of 100,000 tasks grows without need.
 FLOWER_MAX_TASKS = 10_000
 
@@ -186,7 +185,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _require_shared_store(settings)
     _start_role("serve", settings)  # web and worker inherit one metrics directory: one /metrics
     _warn_if_open(settings)
-    return serve.run(settings, args.host, args.port, args.workers, args.concurrency)
+    return serve.run(
+        settings, args.host, args.port, args.workers, args.concurrency, args.hook_concurrency
+    )
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -223,8 +224,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _require_shared_store(settings)
     if os.environ.get("ENGAGEHOOK_SKIP_MIGRATE") != "1":  # serve checked and migrated already
         _require_current_schema(settings, "worker")
-    _start_role("worker", settings)
+    role = "events" if args.events_only else "hooks" if args.hooks_only else None
+    _start_role("worker" if role is None else f"worker-{role}", settings)
     _warn_if_open(settings)  # the operator of a worker-only host should hear it too
+    if role is None:
+        # Both roles, each a Celery worker with its own pool: a hung hook holds a hooks
+        # process, never an events one.
+        from engagehook import serve
+
+        os.environ.pop("WORKER_METRICS_PORT", None)  # passed to the events role only
+        os.environ["ENGAGEHOOK_SKIP_MIGRATE"] = "1"  # checked once here for both roles
+        hook_concurrency = args.hook_concurrency or args.concurrency
+        commands = serve.worker_commands(
+            args.concurrency, hook_concurrency, settings.worker_metrics_port
+        )
+        return serve.supervise(commands, give_up_at_start=True)
+    from workers.celery_app import WORKER_ROLES
+
     # --quiet: no banner, so every line the worker writes is a JSON log line.
     argv = [
         sys.executable,
@@ -235,7 +251,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "--quiet",
         "worker",
         "--queues",
-        WORKER_QUEUES,
+        ",".join(WORKER_ROLES[role]),
+        # Two roles on one host need two node names (Celery warns about duplicates otherwise).
+        "--hostname",
+        f"{role}@%h",
         "--loglevel",
         args.loglevel or settings.log_level,
         "--task-events",
@@ -526,15 +545,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="web and worker together (embedded default without REDIS_URL)")
     web_options(p)
-    p.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    p.add_argument("--concurrency", type=int, default=2, help="event worker processes")
+    p.add_argument(
+        "--hook-concurrency", type=int, default=2, help="user hook processes (their own pool)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("web", help="the ingest endpoint under gunicorn")
     web_options(p)
     p.set_defaults(func=cmd_web)
 
-    p = sub.add_parser("worker", help="a Celery worker")
+    p = sub.add_parser(
+        "worker",
+        help="Celery workers: events and user hooks, each with its own pool (or one role)",
+    )
+    roles = p.add_mutually_exclusive_group()
+    roles.add_argument(
+        "--events-only",
+        action="store_true",
+        help="consume webhook events only (queue engagehook)",
+    )
+    roles.add_argument(
+        "--hooks-only",
+        action="store_true",
+        help="run user hooks only (queue engagehook.hooks)",
+    )
     p.add_argument("--concurrency", type=int, default=0, help="processes (default: one per core)")
+    p.add_argument(
+        "--hook-concurrency",
+        type=int,
+        default=0,
+        help="without a role flag: processes of the hooks pool (default: --concurrency)",
+    )
     p.add_argument("--loglevel", default=None, help="default: LOG_LEVEL")
     p.add_argument(
         "--metrics-port",

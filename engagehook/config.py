@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 VALIDATION_MODES = ("tolerant", "strict")
 SECRET_FIELDS = frozenset({"webhook_tokens", "webhook_hmac_secrets", "admin_token"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# User hook time limits: a run is interrupted (SoftTimeLimitExceeded) after
+# ENGAGEHOOK_HOOK_TIME_LIMIT seconds, its process killed this much later, and the run's claim
+# (its lease) outlives that kill by a margin, so no second attempt can start while one runs.
+HOOK_KILL_GRACE_SECONDS = 2
+HOOK_LEASE_MARGIN_SECONDS = 3
+DEFAULT_HOOK_TIME_LIMIT = 30
 
 
 class ConfigError(ValueError):
@@ -112,6 +118,8 @@ class Settings:
     # Pexip Engage sender: URL tokens (several, for rotation) and the configuration allowlist.
     webhook_tokens: tuple[str, ...] = ()
     webhook_configuration_ids: tuple[str, ...] = ()
+    # User hook time limit (ENGAGEHOOK_HOOK_TIME_LIMIT), in seconds; see hook_lease_seconds.
+    hook_time_limit: int = DEFAULT_HOOK_TIME_LIMIT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -152,7 +160,20 @@ class Settings:
             # Pexip Engage sender
             webhook_tokens=_tokens(environ, "WEBHOOK_TOKEN"),
             webhook_configuration_ids=_comma_list(environ, "WEBHOOK_CONFIGURATION_IDS"),
+            hook_time_limit=_hook_time_limit(environ),
         )
+
+    # -- user hook time limits -------------------------------------------------------------
+
+    @property
+    def hook_hard_time_limit(self) -> int:
+        """Seconds after which a hook's process is killed (the soft limit did not stop it)."""
+        return self.hook_time_limit + HOOK_KILL_GRACE_SECONDS
+
+    @property
+    def hook_lease_seconds(self) -> int:
+        """How long one attempt holds its hook run: longer than any attempt can live."""
+        return self.hook_hard_time_limit + HOOK_LEASE_MARGIN_SECONDS
 
     @property
     def embedded(self) -> bool:
@@ -367,6 +388,20 @@ def _tokens(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
                 "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
     return tokens
+def _hook_time_limit(environ: Mapping[str, str]) -> int:
+    """A hook's time limit must end its attempt, lease included, before Redis redelivers it."""
+    visibility = _positive_int(environ, "VISIBILITY_TIMEOUT", 300)
+    longest = max(1, visibility - HOOK_KILL_GRACE_SECONDS - HOOK_LEASE_MARGIN_SECONDS - 1)
+    if not environ.get("ENGAGEHOOK_HOOK_TIME_LIMIT", "").strip():
+        return min(DEFAULT_HOOK_TIME_LIMIT, longest)
+    limit = _positive_int(environ, "ENGAGEHOOK_HOOK_TIME_LIMIT", DEFAULT_HOOK_TIME_LIMIT)
+    if limit > longest:
+        raise ConfigError(
+            f"ENGAGEHOOK_HOOK_TIME_LIMIT={limit} would let a running hook's message be delivered "
+            f"again after VISIBILITY_TIMEOUT={visibility} s: set it to at most {longest} "
+            "or raise VISIBILITY_TIMEOUT"
+        )
+    return limit
 
 
 def _log_level(environ: Mapping[str, str]) -> str:

@@ -1,7 +1,9 @@
-"""`engagehook serve`: web and worker together, supervised, with recovery before they start.
+"""`engagehook serve`: web and workers together, supervised, with recovery before they start.
 
-Both roles run as child processes (gunicorn and a Celery worker) exactly as `engagehook web`
-and `engagehook worker` would run them. The children die with the supervisor even on
+Each role runs as a child process exactly as `engagehook web`, `engagehook worker
+--events-only` and `engagehook worker --hooks-only` would run it (gunicorn, and one Celery
+worker per role: user hooks never share the events' pool). Plain `engagehook worker` uses
+the same supervisor for its two roles. The children die with the supervisor even on
 SIGKILL (PR_SET_PDEATHSIG), so a restart never finds the port still taken.
 """
 
@@ -22,6 +24,8 @@ logger = logging.getLogger("engagehook.serve")
 _PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_SECONDS = 1.0
 SHUTDOWN_GRACE_SECONDS = 60
+# A worker role that exits with an error this soon after starting is refusing to start.
+STARTUP_SECONDS = 30
 
 
 def _die_with_parent() -> None:
@@ -46,10 +50,31 @@ def prepare(settings: Settings) -> None:
             logger.warning("recovered %d messages held by a previous run", restored)
 
 
-def run(settings: Settings, host: str, port: int, web_workers: int, concurrency: int) -> int:
-    """Start both roles, restart one that dies, stop both gracefully on SIGTERM/SIGINT."""
+def worker_commands(
+    concurrency: int, hook_concurrency: int, metrics_port: int | None = None
+) -> dict[str, list[str]]:
+    """The two worker roles as `engagehook worker --events-only` / `--hooks-only` commands."""
+    events = [sys.executable, "-m", "engagehook.cli", "worker", "--events-only"]
+    hooks = [sys.executable, "-m", "engagehook.cli", "worker", "--hooks-only"]
+    if concurrency:
+        events += ["--concurrency", str(concurrency)]
+    if hook_concurrency:
+        hooks += ["--concurrency", str(hook_concurrency)]
+    if metrics_port is not None:
+        events += ["--metrics-port", str(metrics_port)]  # one port per host: the events role's
+    return {"events": events, "hooks": hooks}
+
+
+def run(
+    settings: Settings,
+    host: str,
+    port: int,
+    web_workers: int,
+    concurrency: int,
+    hook_concurrency: int = 2,
+) -> int:
+    """Start web and both worker roles, restart one that dies, stop all on SIGTERM/SIGINT."""
     prepare(settings)
-    env = {**os.environ, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
     commands = {
         "web": [
             sys.executable,
@@ -63,17 +88,29 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
             "--workers",
             str(web_workers),
         ],
-        "worker": [
-            sys.executable,
-            "-m",
-            "engagehook.cli",
-            "worker",
-            "--concurrency",
-            str(concurrency),
-        ],
+        **worker_commands(concurrency, hook_concurrency),
     }
+    logger.info(
+        "engagehook serving on http://%s:%d (%s)",
+        host,
+        port,
+        "embedded broker and store" if settings.embedded else "Redis",
+    )
+    return supervise(commands)
+
+
+def supervise(commands: dict[str, list[str]], *, give_up_at_start: bool = False) -> int:
+    """Run each command as a child, restart one that dies, stop all on SIGTERM/SIGINT.
+
+    With ``give_up_at_start``, a child that exits with an error within STARTUP_SECONDS (a
+    worker refusing to start: unloadable hooks, bad configuration) stops everything with its
+    exit code instead of being restarted in a loop.
+    """
+    env = {**os.environ, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
     children: dict[str, subprocess.Popen] = {}
+    started_at: dict[str, float] = {}
     stopping = False
+    status = 0
 
     def start(role: str) -> None:
         # Each role gets its own session: a SIGTERM sent to serve's whole process group (a
@@ -83,6 +120,7 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
         children[role] = subprocess.Popen(
             commands[role], env=env, preexec_fn=_die_with_parent, start_new_session=True
         )
+        started_at[role] = time.monotonic()
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -95,16 +133,16 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
     signal.signal(signal.SIGINT, stop)
     for role in commands:
         start(role)
-    logger.info(
-        "engagehook serving on http://%s:%d (%s)",
-        host,
-        port,
-        "embedded broker and store" if settings.embedded else "Redis",
-    )
     while not stopping:
         time.sleep(0.5)
         for role, child in list(children.items()):
             if child.poll() is not None and not stopping:
+                early = time.monotonic() - started_at[role] < STARTUP_SECONDS
+                if give_up_at_start and early and child.returncode != 0:
+                    logger.error("%s could not start (exit %s); stopping", role, child.returncode)
+                    status = child.returncode or 1
+                    stop(signal.SIGTERM, None)
+                    break
                 logger.error("%s exited with %s; restarting it", role, child.returncode)
                 time.sleep(RESTART_BACKOFF_SECONDS)
                 start(role)
@@ -114,4 +152,4 @@ def run(settings: Settings, host: str, port: int, web_workers: int, concurrency:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             child.kill()
-    return 0
+    return status

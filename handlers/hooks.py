@@ -5,40 +5,50 @@ Register with the decorator::
     from handlers.hooks import on
 
     @on("CANCEL", "COMPLETE")
-    def sync_crm(event):
+    def sync_crm(event):  # a handlers.hook_event.HookEvent
         ...
 
 and make the worker import the module: list it in ``ENGAGEHOOK_HOOK_MODULES`` or expose it
 from your package under the ``engagehook.hooks`` entry-point group. An entry point may name
 a module, whose decorators then run (``crm = "mypkg.crm"``), or a function, registered for
 the eventType that is the entry point's name (``CANCEL = "mypkg.crm:on_cancel"``; ``*`` for
-every type). A hook receives the ``AppointmentEvent`` after its effect is committed, runs as
+every type). A hook receives a ``HookEvent`` after the event's effect is committed, runs as
 its own task with its own retries, and ends dead-lettered with its last error when they run
 out: a failing hook never blocks the store nor re-applies the event. Hooks run at least once
 per applied event (once, unless a worker dies mid-hook), never for duplicates or stale events.
+A hook may be ``async def``: each run gets its own event loop (``asyncio.run``).
+
+Mistakes are refused when the module is imported, so the worker does not start: ``@on``
+without its parentheses, a function that cannot take the event as its one argument, an
+eventType Pexip does not send.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
 
 from handlers.events import EVENT_TYPES
-from handlers.events import AppointmentEvent
+from handlers.hook_event import HookEvent
 
 ENTRY_POINT_GROUP = "engagehook.hooks"
 
-Hook = Callable[[AppointmentEvent], None]
+Hook = Callable[[HookEvent], object]
 
 
-class UnknownEventType(ValueError):
+class HookRegistrationError(ValueError):
+    """A hook is registered in a way that would never run it correctly; the message says how."""
+
+
+class UnknownEventType(HookRegistrationError):
     """A hook was registered for an eventType Pexip does not send."""
 
 
-class HookConflict(ValueError):
+class HookConflict(HookRegistrationError):
     """Two different functions would run under the same hook name."""
 
 
@@ -53,6 +63,19 @@ class HookRegistry:
         """Decorator: run the function for each applied event of these types ("*" for all)."""
         if not event_types:
             raise UnknownEventType('name at least one eventType: @on("CANCEL"), or "*" for all')
+        for given in event_types:
+            if callable(given):
+                # ``@on`` without parentheses: the function arrived as an "eventType" and the
+                # decorator would silently replace it with a function that registers nothing.
+                name = getattr(given, "__qualname__", repr(given))
+                raise HookRegistrationError(
+                    f'@on needs its eventTypes in parentheses: write @on("CANCEL") (or @on("*") '
+                    f"for every type) above def {name}, not a bare @on"
+                )
+            if not isinstance(given, str):
+                raise UnknownEventType(
+                    f"@on takes eventType strings such as 'CANCEL', got {given!r}"
+                )
         types = EVENT_TYPES if event_types == ("*",) else event_types
 
         def register(fn: Hook) -> Hook:
@@ -63,7 +86,8 @@ class HookRegistry:
 
     def add(self, fn: Hook, event_types: Iterable[str]) -> str:
         """Register ``fn`` for ``event_types`` and return its name."""
-        name = f"{fn.__module__}:{fn.__qualname__}"
+        _check_callable_with_the_event(fn)
+        name = hook_name(fn)
         known = self._by_name.get(name)
         if known is not None and known is not fn:
             # The name is what the outbox stores; two functions under one name would run the
@@ -109,12 +133,49 @@ class HookRegistry:
                     "or decorate the function with @on"
                 )
 
+    def describe(self) -> str:
+        """One line naming every hook and its eventTypes, for the worker's start-up log."""
+        if not self._by_name:
+            return "no user hooks loaded"
+        parts = []
+        for name in self._by_name:
+            types = [t for t, names in self._names_by_type.items() if name in names]
+            shown = "*" if len(types) == len(EVENT_TYPES) else ", ".join(types)
+            parts.append(f"{name} ({shown})")
+        return f"{len(parts)} user hook(s) loaded: " + "; ".join(parts)
+
     def names_registered(self, fn: Hook) -> tuple[str, ...]:
         """The eventTypes ``fn`` runs for (empty when it is not registered)."""
-        name = f"{fn.__module__}:{fn.__qualname__}"
+        name = hook_name(fn)
         if self._by_name.get(name) is not fn:
             return ()
         return tuple(t for t, names in self._names_by_type.items() if name in names)
+
+
+def hook_name(fn: Hook) -> str:
+    """The stable name a hook's runs are stored under: ``module:qualname``."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _check_callable_with_the_event(fn: object) -> None:
+    """Refuse what cannot be called as ``fn(event)``, at registration rather than per run."""
+    if not callable(fn):
+        raise HookRegistrationError(f"a hook must be a function, got {fn!r}")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise HookRegistrationError(
+            f"{hook_name(fn)} is a generator function (it uses yield), so calling it would run "
+            "nothing: make it a plain def or async def"
+        )
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: nothing to check
+    try:
+        signature.bind(object())
+    except TypeError:
+        raise HookRegistrationError(
+            f"{hook_name(fn)} must take the event as its one argument: def {fn.__name__}(event)"
+        ) from None
 
 
 registry = HookRegistry()

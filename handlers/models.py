@@ -127,7 +127,11 @@ class HookRun(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The task (Celery task id, kept across its retries) running the hook, and since when: a
-    # second message for the same run (the sweeper's) stays away while that lease is fresh.
+    # The claim of the attempt running (or about to retry) the hook: a fresh token per attempt,
+    # when it was taken and until when it holds. Any other delivery of the run (a redelivery
+    # with the same task id, the sweeper's) stays away until lease_expires_at.
     claimed_by: Mapped[str | None] = mapped_column(String(255))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The appointment as stored before the event was applied (None for its first event).
+    prior_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)

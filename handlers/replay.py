@@ -130,7 +130,7 @@ def replay_hook_runs(
             else:
                 report.failed.append({"id": str(run_id), "error": "not a dead-lettered hook run"})
             continue
-        if not _reopen_hook_run(store, run_id):
+        if not store.requeue_hook_run(run_id):
             report.failed.append({"id": str(run_id), "error": "not a dead-lettered hook run"})
             continue
         try:
@@ -150,24 +150,13 @@ def replay_hook_runs(
 
 def dead_hook_run_ids(store: Store) -> list[int]:
     """Every dead-lettered hook run, oldest first."""
-    return [run["id"] for run in sorted(store.dead_hook_runs(), key=lambda run: run["id"])]
+    return [run["id"] for run in store.dead_hook_runs()]  # oldest first already
 
 
 def _is_dead_hook_run(store: Store, run_id: int) -> bool:
     with store.transaction(read_only=True) as session:
         run = session.get(HookRun, run_id)
         return run is not None and run.state == "dead_lettered"
-
-
-def _reopen_hook_run(store: Store, run_id: int) -> bool:
-    """A dead-lettered hook run becomes pending again; False when it is not dead-lettered."""
-    with store.transaction() as session:
-        result = session.execute(
-            update(HookRun)
-            .where(HookRun.id == run_id, HookRun.state == "dead_lettered")
-            .values(state="pending", finished_at=None, claimed_by=None, claimed_at=None)
-        )
-        return bool(result.rowcount)
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,7 +22,6 @@ from typing import Any
 from typing import cast
 
 from sqlalchemy import Table
-from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import create_engine
 from sqlalchemy import delete
@@ -30,7 +29,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import exists
 from sqlalchemy import func
 from sqlalchemy import insert
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
@@ -44,6 +42,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
+from handlers import hook_outbox
 from handlers.errors import TransientError
 from handlers.events import AppointmentEvent
 from handlers.models import Appointment
@@ -62,8 +61,8 @@ FINAL_STATES = TAKEN_STATES | {"dead_lettered"}
 # What retention may delete: outcomes nothing will ever act on again (see Store.prune).
 FINISHED_EVENT_STATES = ("processed", "duplicate", "stale")
 FINISHED_HOOK_RUN_STATES = ("done",)
+HOOK_RUN_STATES = hook_outbox.HOOK_RUN_STATES
 EVENT_STATES = ("queued", "processed", "duplicate", "stale", "retrying", "dead_lettered")
-HOOK_RUN_STATES = ("pending", "running", "done", "dead_lettered")
 # Execution option that marks a read-only unit of work (a deferred BEGIN on SQLite).
 _READ_ONLY = "engagehook_read_only"
 
@@ -426,85 +425,21 @@ class Store:
             ).all()
             return set(ids) - set(done)
 
-    # -- hook runs -------------------------------------------------------------------------
-
-    def claim_hook_run(
-        self, run_id: int, *, claimant: str | None = None, lease: timedelta | None = None
-    ) -> tuple[HookRun, str] | None:
-        """An unfinished hook run with its event's raw body, marked running; else None.
-
-        A run another claimant holds is refused until its lease is older than ``lease``
-        (its worker probably died); the same claimant (a retry) always gets it back.
-        """
-        with self.transaction() as session:
-            run = session.get(HookRun, run_id, with_for_update=True)
-            if run is None or run.state in ("done", "dead_lettered"):
-                return None
-            now = utcnow()
-            if (
-                run.state == "running"
-                and run.claimed_by not in (None, claimant)
-                and (lease is None or run.claimed_at is None or run.claimed_at > now - lease)
-            ):
-                return None
-            record = session.get(EventRecord, run.event_id)
-            if record is None:
-                # Without the body the hook cannot run; end the run instead of letting the
-                # sweeper republish it forever.
-                run.state, run.finished_at = "dead_lettered", utcnow()
-                run.last_error = "the event record is gone (pruned): nothing to run the hook on"
-                return None
-            run.state, run.claimed_by, run.claimed_at = "running", claimant, now
-            return run, record.raw_body
-
-    def finish_hook_run(self, run_id: int, *, state: str, error: str | None = None) -> None:
-        """Record the end of a hook run: done, or dead_lettered with its last error."""
-        with self.transaction() as session:
-            run = session.get(HookRun, run_id, with_for_update=True)
-            if run is None:
-                return
-            run.state = state
-            run.last_error = error
-            run.finished_at = utcnow()
-
-    def note_hook_attempt(self, run_id: int, error: str | None) -> None:
-        """Count one attempt of a hook run and remember its last error."""
-        with self.transaction() as session:
-            session.execute(
-                update(HookRun)
-                .where(HookRun.id == run_id)
-                .values(attempts=HookRun.attempts + 1, last_error=error)
-            )
-
-    def unfinished_hook_runs(self, older_than: timedelta) -> list[int]:
-        """Hook runs not finished after ``older_than``: their message may have been lost.
-
-        That is runs still pending that long after their commit, and running runs whose
-        claim (renewed by every attempt) is that old.
-        """
-        with self.transaction(read_only=True) as session:
-            cutoff = utcnow() - older_than
-            return list(
-                session.scalars(
-                    select(HookRun.id)
-                    .where(
-                        or_(
-                            and_(HookRun.state == "pending", HookRun.created_at < cutoff),
-                            and_(
-                                HookRun.state == "running",
-                                func.coalesce(HookRun.claimed_at, HookRun.created_at) < cutoff,
-                            ),
-                        )
-                    )
-                    .order_by(HookRun.id)
-                ).all()
-            )
+    # -- hook runs (the outbox itself is handlers/hook_outbox.py) --------------------------
 
     def dead_hook_runs(self) -> list[dict[str, Any]]:
-        """Hook runs that ended dead-lettered, with their reason."""
-        with self.transaction(read_only=True) as session:
-            runs = session.scalars(select(HookRun).where(HookRun.state == "dead_lettered")).all()
-            return [_hook_dict(run) for run in runs]
+        """Hook runs that ended dead-lettered, with their reason, oldest first."""
+        return hook_outbox.dead_runs(self)
+
+    def hook_runs(
+        self, *, state: str | None = None, limit: int = 100, after_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A page of hook runs, newest first; pass the last id seen as ``after_id`` for more."""
+        return hook_outbox.list_runs(self, state=state, limit=limit, after_id=after_id)
+
+    def requeue_hook_run(self, run_id: int) -> bool:
+        """Make a dead-lettered hook run pending again; the caller publishes ``RUN_HOOK``."""
+        return hook_outbox.requeue(self, run_id)
 
     # -- retention -------------------------------------------------------------------------
 
@@ -634,22 +569,14 @@ def _write_effect(
             "applied_at": now,
         },
     )
-    # One INSERT per hook (there are few): inserted_primary_key works on every backend,
-    # where a multi-row RETURNING needs SQLite 3.35 or newer.
-    return tuple(
-        conn.execute(
-            insert(_HOOK_RUNS),
-            {
-                "event_id": event.id,
-                "event_type": event.event_type,
-                "appointment_id": event.appointment_id,
-                "hook_name": name,
-                "state": "pending",
-                "attempts": 0,
-                "created_at": now,
-            },
-        ).inserted_primary_key[0]  # type: ignore[index]  # None only for statements without one
-        for name in hook_names
+    return hook_outbox.queue_runs(
+        conn,
+        event_id=event.id,
+        event_type=event.event_type,
+        appointment_id=event.appointment_id,
+        hook_names=hook_names,
+        prior_state=tx.current,
+        now=now,
     )
 
 
@@ -690,18 +617,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _hook_dict(run: HookRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "eventId": run.event_id,
-        "hook": run.hook_name,
-        "state": run.state,
-        "attempts": run.attempts,
-        "lastError": run.last_error,
-        "finishedAt": _iso(run.finished_at),
-    }
-
-
 def _event_dict(
     record: EventRecord, hooks: Sequence[HookRun], *, with_body: bool = True
 ) -> dict[str, Any]:
@@ -717,7 +632,7 @@ def _event_dict(
         "processedAt": _iso(record.processed_at),
         "attempts": record.attempts,
         "duplicates": record.duplicates,
-        "hooks": [_hook_dict(run) for run in hooks],
+        "hooks": [hook_outbox.hook_run_dict(run) for run in hooks],
     }
     if with_body:
         out["rawBody"] = record.raw_body

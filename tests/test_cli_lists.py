@@ -10,6 +10,7 @@ from engagehook.cli import main
 from engagehook.config import Settings
 from handlers import HANDLERS
 from handlers.store import Store
+from tests.handlers.builders import dead_letter_hook_run
 from tests.handlers.builders import event
 
 
@@ -30,7 +31,7 @@ def store(env, monkeypatch):
         HANDLERS["CANCEL"],
         hook_names=["crm"],
     )
-    store.finish_hook_run(result.hook_run_ids[0], state="dead_lettered", error="CRM down")
+    dead_letter_hook_run(store, result.hook_run_ids[0])
     for event_id, reason in [("bad-1", "invalid"), ("bad-2", "unsupported entity")]:
         store.dead_letter(
             event_id=event_id, raw_body="{}", reason=reason, errors=[], event_type="CREATE"
@@ -100,7 +101,7 @@ def test_dead_letters_replay_needs_ids_or_all(store):
 def test_hooks_list_and_replay(store, capsys):
     assert main(["hooks", "list", "--state", "dead_lettered"]) == 0
     runs = printed(capsys)
-    assert [(r["eventId"], r["lastError"]) for r in runs] == [("ok-2", "CRM down")]
+    assert [(r["eventId"], r["lastError"]) for r in runs] == [("ok-2", "CRM said 500")]
     assert main(["hooks", "replay", "--all-dead", "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines() == [f"{runs[0]['id']}: would be replayed"]
     assert main(["hooks", "replay", str(runs[0]["id"])]) == 0

@@ -234,10 +234,10 @@ class TestHealthchecks:
         port = option(flower["command"], "--port")
         assert f"http://127.0.0.1:{port}/healthcheck" in " ".join(healthcheck_command(flower))
 
-    def test_worker_healthcheck_pings_this_worker_through_the_broker(self, compose):
+    def test_worker_healthcheck_pings_both_roles_of_this_worker_through_the_broker(self, compose):
         check = " ".join(healthcheck_command(compose["services"]["worker"]))
         assert "-A workers.celery_app inspect ping" in check
-        assert "celery@$HOSTNAME" in check
+        assert "events@$HOSTNAME" in check and "hooks@$HOSTNAME" in check
 
     def test_redis_healthcheck_pings(self, compose):
         assert healthcheck_command(compose["services"]["redis"]) == ["redis-cli", "ping"]

@@ -155,7 +155,7 @@ class TestRetryWaitsFitTheVisibilityTimeout:
     def test_every_event_and_hook_wait_is_at_most_half_the_timeout(self, timeout, timeout_of):
         tasks = timeout_of(timeout)
         waits = [tasks.retry_countdown(n) for n in range(tasks.EVENT_MAX_RETRIES + 2)] + [
-            tasks.backoff_countdown(n, 1.0) for n in range(tasks.HOOK_MAX_RETRIES + 2)
+            tasks.backoff_countdown(n, 1.0) for n in range(Settings().hook_max_retries + 2)
         ]
         assert max(waits) <= timeout / 2
 

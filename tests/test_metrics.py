@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engagehook.config import Settings
+from handlers.hook_runner import HookRunDeadLettered
 from handlers.store import Store
 from ingest import metrics as ingest_metrics
 from ingest.app import create_app
@@ -320,6 +321,15 @@ class TestWorkerMetrics:
             task_id="h", task=FakeTask(RUN_HOOK), retval=retval, state="SUCCESS"
         )
         assert counted("engagehook_hook_runs_total", outcome=outcome) == before + 1
+
+    def test_dead_lettered_hook_run_is_a_hook_outcome_not_a_failure(self):
+        dead = counted("engagehook_hook_runs_total", outcome="dead_lettered")
+        failures = counted("engagehook_task_failures_total", task=RUN_HOOK)
+        worker_metrics._on_failure(
+            sender=FakeTask(RUN_HOOK), exception=HookRunDeadLettered("m:f", "e-1", 3, "ValueError")
+        )
+        assert counted("engagehook_hook_runs_total", outcome="dead_lettered") == dead + 1
+        assert counted("engagehook_task_failures_total", task=RUN_HOOK) == failures
 
     def test_failed_task_is_counted(self):
         before = counted("engagehook_task_failures_total", task=RUN_HOOK)

@@ -229,4 +229,7 @@ class TestAgainstIngest:
             listener.close()
         assert status == 1
         assert len(held) == 3
-        assert "gave up after 3 attempt(s), last no answer: no answer within 0.3 s" in capsys.readouterr().out
+        assert (
+            "gave up after 3 attempt(s), last no answer: no answer within 0.3 s"
+            in capsys.readouterr().out
+        )

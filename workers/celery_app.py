@@ -42,6 +42,10 @@ def unpack_inflight_body(raw: bytes) -> str:
 
 
 HOOKS_QUEUE = "engagehook.hooks"
+# The worker roles and the queues each consumes: events and user hooks never share a pool, so
+# a hook that hangs or crashes cannot hold up the store (`engagehook worker --events-only` /
+# `--hooks-only`; plain `engagehook worker` and `serve` run one of each).
+WORKER_ROLES: dict[str, tuple[str, ...]] = {"events": (EVENTS_QUEUE,), "hooks": (HOOKS_QUEUE,)}
 # Bounds every publish: the sender gives up after 3 s, so ingest must know well before that
 # whether the broker took the message (and spool it otherwise).
 PUBLISH_TIMEOUT_SECONDS = 1.0
@@ -97,8 +101,18 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": EVENTS_QUEUE,
-        # User hooks get their own queue so a slow CRM never delays the store.
+        # User hooks get their own queue (and pool, see WORKER_ROLES) so a slow CRM never
+        # delays the store.
         "task_routes": {RUN_HOOK: {"queue": HOOKS_QUEUE}},
+        # A hook is interrupted (SoftTimeLimitExceeded) at its time limit and its process
+        # killed shortly after, always before the run's lease ends and before Redis would
+        # deliver its message again (the settings refuse a limit that does not fit).
+        "task_annotations": {
+            RUN_HOOK: {
+                "soft_time_limit": settings.hook_time_limit,
+                "time_limit": settings.hook_hard_time_limit,
+            }
+        },
         "task_serializer": "json",
         "accept_content": ["json"],
         # Warm shutdown on SIGTERM finishes the running tasks before exit.

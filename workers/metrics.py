@@ -25,6 +25,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from engagehook.build import BuildInfoCollector
 from handlers.events import EVENT_TYPES
+from handlers.hook_runner import HookRunDeadLettered
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import RUN_HOOK
 
@@ -123,7 +124,11 @@ def _on_retry(sender=None, **_kwargs: object) -> None:
 
 
 @task_failure.connect
-def _on_failure(sender=None, **_kwargs: object) -> None:
+def _on_failure(sender=None, exception=None, **_kwargs: object) -> None:
+    if isinstance(exception, HookRunDeadLettered):
+        # The expected end of a hook run that used up its attempts, not a bug.
+        HOOK_RUNS.labels(outcome="dead_lettered").inc()
+        return
     FAILURES.labels(task=_task_name(sender)).inc()
 
 

@@ -21,6 +21,7 @@ from celery.signals import worker_ready
 from celery.signals import worker_shutdown
 
 from engagehook.config import Settings
+from handlers import hook_outbox
 from handlers.store import Store
 from workers import inflight
 from workers.celery_app import EVENT_ID_HEADER
@@ -48,7 +49,7 @@ def sweep(settings: Settings, store: Store, celery_app: Celery) -> dict[str, int
     # A hook that is legitimately retrying holds its run for at most a few minutes.
     stale_after = timedelta(seconds=2 * settings.visibility_timeout)
     republished = 0
-    for run_id in store.unfinished_hook_runs(stale_after):
+    for run_id in hook_outbox.lost_runs(store, stale_after):
         celery_app.send_task(RUN_HOOK, args=[run_id], argsrepr=f"(hook_run={run_id})")
         republished += 1
     if restored or republished:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from datetime import timedelta
 
 import redis
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_init
 from celery.utils.log import get_task_logger
 
+from handlers import hook_outbox
 from handlers.errors import TransientError
+from handlers.hook_event import HookEvent
+from handlers.hook_runner import Attempt
+from handlers.hook_runner import HookRunDeadLettered
+from handlers.hook_runner import attempt
 from handlers.hooks import registry as hook_registry
 from workers import inflight
 from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_METRICS_PORT)
@@ -28,7 +35,6 @@ logger = get_task_logger(__name__)
 # Retries: 2, 4, 8, ... 60 s ceilings, each wait at least half its ceiling: 61 to 122 s in
 # all, under the default VISIBILITY_TIMEOUT of 300 s, so a retried message is not delivered twice.
 EVENT_MAX_RETRIES = 6
-HOOK_MAX_RETRIES = 5
 RETRY_BACKOFF_FACTOR = 1
 RETRY_BACKOFF_MAX = 60
 
@@ -191,41 +197,98 @@ def _identifiers(body: str) -> tuple[str, str | None, str | None]:
     return event.id, event.event_type, event.appointment_id
 
 
-@app.task(name=RUN_HOOK, bind=True, max_retries=HOOK_MAX_RETRIES)
+class HookTask(app.Task):
+    """The run_hook task class: gives a hook run killed at the hard time limit another go."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Called in the worker's main process when the hard limit killed the child. The message
+        # is acknowledged by then; come back once the killed attempt's lease is over, when the
+        # next claim counts it and starts the next attempt (or dead-letters the run).
+        if isinstance(exc, TimeLimitExceeded) and args:
+            settings = self.app.conf.engagehook_settings
+            self.apply_async(
+                args=list(args),
+                countdown=settings.hook_lease_seconds,
+                argsrepr=f"(hook_run={args[0]})",
+            )
+
+
+@app.task(name=RUN_HOOK, bind=True, base=HookTask, max_retries=None)
 def run_hook(self, run_id: int) -> str:
-    """Run one user hook for one applied event; its failures retry and end dead-lettered."""
+    """One attempt of one user hook run; a failure retries with backoff, then dead-letters."""
     runtime = get_runtime(app.conf.engagehook_settings)
-    max_retries = runtime.settings.hook_max_retries
-    # The task id survives retries; a second message for the run (the sweeper's) gets a new one.
-    found = runtime.store.claim_hook_run(
+    settings = runtime.settings
+    held = hook_outbox.claim(
+        runtime.store,
         run_id,
-        claimant=self.request.id,
-        lease=timedelta(seconds=runtime.settings.visibility_timeout),
+        lease=timedelta(seconds=settings.hook_lease_seconds),
+        max_attempts=settings.hook_max_retries + 1,
     )
-    if found is None:
-        return "skipped"
-    run, body = found
-    hook = runtime.registry.get(run.hook_name)
-    if hook is None:
-        runtime.store.finish_hook_run(
-            run_id, state="dead_lettered", error=f"no hook named {run.hook_name} is registered"
-        )
-        return "dead_lettered:unknown-hook"
-    try:
-        hook(parse_event(body, mode="tolerant"))
-    except Exception as exc:  # noqa: BLE001 - a user hook may raise anything
-        error = f"{exc.__class__.__name__}: {exc}"
-        runtime.store.note_hook_attempt(run_id, error)
-        if self.request.retries >= max_retries:
-            runtime.store.finish_hook_run(run_id, state="dead_lettered", error=error)
-            logger.warning("hook %s dead-lettered for event %s", run.hook_name, run.event_id)
-            return "dead_lettered:hook"
-        countdown = backoff_countdown(self.request.retries, runtime.settings.hook_retry_backoff)
+    if isinstance(held, hook_outbox.Busy):
+        # Another attempt holds the run, or its backoff is not over: never two at once.
         raise self.retry(
-            countdown=countdown, max_retries=max_retries, argsrepr=_argsrepr(self)
-        ) from None
-    runtime.store.finish_hook_run(run_id, state="done")
-    return f"hook:{run.hook_name}"
+            countdown=held.retry_in + random.uniform(0.5, 1.5), argsrepr=_argsrepr(self)
+        )
+    if isinstance(held, hook_outbox.Finished):
+        if held.just_now and held.state == "dead_lettered":
+            logger.warning(
+                "hook %s dead-lettered for event %s: its last attempt never finished",
+                held.hook_name,
+                held.event_id,
+            )
+            raise HookRunDeadLettered(held.hook_name, held.event_id, held.attempts, None)
+        return f"skipped:{held.state or 'unknown'}"
+    result = _attempt(runtime, held)
+    if result.ok:
+        hook_outbox.finish(runtime.store, held, state="done")
+        return f"hook:{held.hook_name}"
+    if result.permanent or held.attempt > settings.hook_max_retries:
+        hook_outbox.finish(runtime.store, held, state="dead_lettered", error=result.error)
+        logger.warning(
+            "hook %s dead-lettered for event %s after %d attempt(s): %s",
+            held.hook_name,
+            held.event_id,
+            held.attempt,
+            result.error_class,
+        )
+        raise HookRunDeadLettered(held.hook_name, held.event_id, held.attempt, result.error_class)
+    countdown = backoff_countdown(held.attempt - 1, settings.hook_retry_backoff)
+    hook_outbox.release(runtime.store, held, error=result.error, retry_in=countdown)
+    logger.warning(
+        "hook %s failed for event %s (attempt %d of %d): %s; retrying in %.1f s",
+        held.hook_name,
+        held.event_id,
+        held.attempt,
+        settings.hook_max_retries + 1,
+        result.error_class,
+        countdown,
+    )
+    # Raised here, outside any except block: the hook's exception (and its message) is not
+    # the context of the Retry that Flower and the logs show.
+    raise self.retry(countdown=countdown, argsrepr=_argsrepr(self))
+
+
+def _attempt(runtime, held: hook_outbox.HookClaim) -> Attempt:
+    """Run the claimed hook once; a hook this worker lacks is a failed attempt, retried."""
+    hook = runtime.registry.get(held.hook_name)
+    if hook is None:
+        # Another worker (the next version, in a rolling deploy) may have it: retry, and
+        # dead-letter only after the usual attempts.
+        return Attempt(
+            ok=False,
+            error_class="HookNotRegistered",
+            error=f"HookNotRegistered: no hook named {held.hook_name} on the worker that took it",
+        )
+    try:
+        event = HookEvent.from_applied(
+            parse_event(held.raw_body, mode="tolerant"),
+            changes=held.changes,
+            prior_state=held.prior_state,
+            raw=json.loads(held.raw_body),
+        )
+    except Exception as exc:  # noqa: BLE001 - the body was applied, so this is a bug of ours
+        return Attempt(ok=False, error_class=exc.__class__.__name__, error=exc.__class__.__name__)
+    return attempt(hook, event)
 
 
 @worker_init.connect
@@ -239,3 +302,4 @@ def load_hooks_or_refuse_to_start(sender=None, **kwargs) -> None:
         logger.critical("cannot load user hooks: %s: %s", exc.__class__.__name__, exc)
         # Celery logs and swallows an Exception from a signal handler; SystemExit stops it.
         raise SystemExit(f"engagehook worker: cannot load user hooks: {exc}") from exc
+    logger.info(hook_registry.describe())

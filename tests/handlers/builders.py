@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import textwrap
 from datetime import datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,17 @@ def install_package(
     dist.joinpath("METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
     dist.joinpath("entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}\n")
+
+
+def finish_hook_run(store: Any, run_id: int, state: str, error: str | None = None) -> None:
+    """End a hook run as a worker would: claim an attempt, then finish it as ``state``."""
+    from handlers import hook_outbox
+
+    held = hook_outbox.claim(store, run_id, lease=timedelta(seconds=30), max_attempts=100)
+    assert isinstance(held, hook_outbox.HookClaim), held
+    assert hook_outbox.finish(store, held, state=state, error=error)
+
+
+def dead_letter_hook_run(store: Any, run_id: int) -> None:
+    """A hook run that gave up (its downstream kept failing), waiting for a replay."""
+    finish_hook_run(store, run_id, "dead_lettered", "CRM said 500")

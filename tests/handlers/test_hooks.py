@@ -8,6 +8,7 @@ import pytest
 
 from handlers.events import EVENT_TYPES
 from handlers.hooks import HookConflict
+from handlers.hooks import HookRegistrationError
 from handlers.hooks import HookRegistry
 from handlers.hooks import UnknownEventType
 from tests.handlers.builders import install_package
@@ -153,3 +154,59 @@ class TestEntryPoints:
         )
         registry.load(["ehtest_configured"])
         assert registry.names_for("ACCEPT") == ["ehtest_configured:accepted"]
+
+
+class TestMistakesFailAtRegistration:
+    def test_on_without_parentheses_is_refused_with_the_fix(self, registry):
+        with pytest.raises(HookRegistrationError, match=r'write @on\("CANCEL"\).*crm_sync'):
+            registry.on(crm_sync)
+        assert registry.describe() == "no user hooks loaded"
+
+    def test_bare_on_in_a_hook_module_stops_the_load(self, registry, site, monkeypatch):
+        import handlers.hooks
+
+        monkeypatch.setattr(handlers.hooks, "on", registry.on)
+        (site / "ehtest_bare.py").write_text(
+            "from handlers.hooks import on\n\n@on\ndef cancelled(event):\n    pass\n"
+        )
+        with pytest.raises(HookRegistrationError, match="in parentheses"):
+            registry.load(["ehtest_bare"])
+
+    def test_function_that_cannot_take_the_event_is_refused(self, registry):
+        def no_arguments():
+            return None
+
+        def two_arguments(event, ctx):
+            return None
+
+        for fn in (no_arguments, two_arguments):
+            with pytest.raises(HookRegistrationError, match="one argument"):
+                registry.on("CANCEL")(fn)
+
+    def test_generator_function_is_refused(self, registry):
+        def streaming(event):
+            yield event
+
+        with pytest.raises(HookRegistrationError, match="generator"):
+            registry.on("CANCEL")(streaming)
+
+    def test_async_hook_is_accepted(self, registry):
+        async def notify(event):
+            return None
+
+        assert registry.on("CANCEL")(notify) is notify
+        assert registry.names_for("CANCEL") == [f"{__name__}:{notify.__qualname__}"]
+
+    def test_non_string_event_type_is_refused(self, registry):
+        with pytest.raises(UnknownEventType, match="eventType strings"):
+            registry.on(42)
+
+
+class TestDescribe:
+    def test_one_line_lists_each_hook_with_its_event_types(self, registry):
+        registry.on("CANCEL", "COMPLETE")(crm_sync)
+        registry.on("*")(send_mail)
+        assert registry.describe() == (
+            f"2 user hook(s) loaded: {__name__}:crm_sync (CANCEL, COMPLETE); "
+            f"{__name__}:send_mail (*)"
+        )

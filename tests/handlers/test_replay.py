@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from handlers import HANDLERS
+from handlers import hook_outbox
 from handlers.replay import dead_hook_run_ids
 from handlers.replay import replay_dead_letters
 from handlers.replay import replay_hook_runs
 from tests.fakes import RecordingQueue
 from tests.fakes import SwitchableQueue
+from tests.handlers.builders import dead_letter_hook_run
 from tests.handlers.builders import event
 
 
@@ -94,7 +98,7 @@ class TestReplayHookRuns:
             event("CANCEL", event_id="h-1"), "{}", HANDLERS["CANCEL"], hook_names=["crm"]
         )
         run_id = result.hook_run_ids[0]
-        sqlite_store.finish_hook_run(run_id, state="dead_lettered", error="CRM said 500")
+        dead_letter_hook_run(sqlite_store, run_id)
         return run_id
 
     def test_dead_run_is_pending_again_and_published(self, sqlite_store, dead_run):
@@ -102,8 +106,10 @@ class TestReplayHookRuns:
         report = replay_hook_runs(sqlite_store, queue.run_hook, [dead_run])
         assert report.replayed == [str(dead_run)]
         assert queue.hook_runs == [dead_run]
-        claimed = sqlite_store.claim_hook_run(dead_run, claimant="task-1")
-        assert claimed is not None  # a worker can take it again
+        claimed = hook_outbox.claim(
+            sqlite_store, dead_run, lease=timedelta(seconds=30), max_attempts=1
+        )
+        assert isinstance(claimed, hook_outbox.HookClaim)  # a worker can take it again, afresh
 
     def test_broker_down_reports_failure_and_leaves_it_to_the_sweeper(self, sqlite_store, dead_run):
         report = replay_hook_runs(sqlite_store, SwitchableQueue(down=True).run_hook, [dead_run])

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy import update
 
 from handlers import HANDLERS
 from handlers.errors import TransientError
@@ -16,7 +15,9 @@ from handlers.models import Appointment
 from handlers.models import AppointmentChange
 from handlers.models import HookRun
 from handlers.store import Store
+from tests.handlers.builders import dead_letter_hook_run
 from tests.handlers.builders import event
+from tests.handlers.builders import finish_hook_run
 
 
 def apply(store, evt, hooks=()):
@@ -237,77 +238,17 @@ class TestPrune:
     def test_prune_keeps_an_event_whose_hook_run_was_dead_lettered(self, store):
         # The dead hook run waits for a replay, which needs its event's raw body.
         (run_id,) = apply(store, event("CREATE", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.finish_hook_run(run_id, state="dead_lettered", error="crm down")
+        dead_letter_hook_run(store, run_id)
         assert store.prune(timedelta(seconds=-1)) == 0
         assert store.get_event("e-1")["hooks"][0]["state"] == "dead_lettered"
         assert [run["eventId"] for run in store.dead_hook_runs()] == ["e-1"]
 
     def test_prune_deletes_an_event_with_its_done_hook_runs(self, store):
         (run_id,) = apply(store, event("CREATE", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.finish_hook_run(run_id, state="done")
+        finish_hook_run(store, run_id, "done")
         assert store.prune(timedelta(seconds=-1)) == 1
         with store.transaction() as session:
             assert session.get(HookRun, run_id) is None
-
-
-class TestHookRuns:
-    def test_claim_marks_running_and_hands_over_the_raw_body(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        run, body = store.claim_hook_run(run_id)
-        assert (run.hook_name, run.event_id, body) == ("crm:sync", "e-1", "raw:e-1")
-        assert store.get_event("e-1")["hooks"][0]["state"] == "running"
-
-    def test_finished_run_cannot_be_claimed_again(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.finish_hook_run(run_id, state="done")
-        assert store.claim_hook_run(run_id) is None
-
-    def test_attempts_and_last_error_are_kept_for_a_dead_lettered_run(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.note_hook_attempt(run_id, "ConnectionError: crm down")
-        store.note_hook_attempt(run_id, "ConnectionError: crm down")
-        store.finish_hook_run(run_id, state="dead_lettered", error="ConnectionError: crm down")
-        (dead,) = store.dead_hook_runs()
-        assert (dead["eventId"], dead["attempts"], dead["lastError"]) == (
-            "e-1",
-            2,
-            "ConnectionError: crm down",
-        )
-
-    def test_run_whose_event_record_is_gone_ends_dead_lettered(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        with store.transaction() as session:
-            session.execute(update(HookRun).values(state="done"))
-        store.prune(timedelta(seconds=-1))
-        with store.transaction() as session:
-            session.execute(update(HookRun).values(state="pending"))
-        assert store.claim_hook_run(run_id) is None
-        assert store.unfinished_hook_runs(timedelta(seconds=-1)) == []
-
-    def test_run_held_by_another_task_is_refused_while_its_lease_is_fresh(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        lease = timedelta(minutes=5)
-        assert store.claim_hook_run(run_id, claimant="task-a", lease=lease) is not None
-        assert store.claim_hook_run(run_id, claimant="task-b", lease=lease) is None
-        # A retry keeps its Celery task id and gets the run back, renewing the lease.
-        assert store.claim_hook_run(run_id, claimant="task-a", lease=lease) is not None
-
-    def test_run_whose_lease_expired_can_be_taken_over(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.claim_hook_run(run_id, claimant="task-a", lease=timedelta(minutes=5))
-        run, _ = store.claim_hook_run(run_id, claimant="task-b", lease=timedelta(seconds=-1))
-        assert run.claimed_by == "task-b"
-
-    def test_running_run_is_unfinished_only_once_its_claim_is_old(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        store.claim_hook_run(run_id, claimant="task-a", lease=timedelta(minutes=5))
-        assert store.unfinished_hook_runs(timedelta(minutes=1)) == []
-        assert store.unfinished_hook_runs(timedelta(seconds=-1)) == [run_id]
-
-    def test_unfinished_runs_are_found_once_old_enough(self, store):
-        (run_id,) = apply(store, event("CANCEL", event_id="e-1"), ["crm:sync"]).hook_run_ids
-        assert store.unfinished_hook_runs(timedelta(hours=1)) == []
-        assert store.unfinished_hook_runs(timedelta(seconds=-1)) == [run_id]
 
 
 class TestReadModel:

@@ -8,6 +8,7 @@ from handlers import HANDLERS
 from ingest.app import create_app
 from tests.fakes import RecordingQueue
 from tests.fakes import SwitchableQueue
+from tests.handlers.builders import dead_letter_hook_run
 from tests.handlers.builders import event
 
 TOKEN = "admin-secret-for-tests"
@@ -26,7 +27,7 @@ def filled(sqlite_store):
         HANDLERS["CANCEL"],
         hook_names=["crm"],
     )
-    sqlite_store.finish_hook_run(result.hook_run_ids[0], state="dead_lettered", error="500")
+    dead_letter_hook_run(sqlite_store, result.hook_run_ids[0])
     for event_id, reason, event_type in [
         ("bad-1", "invalid", "CREATE"),
         ("bad-2", "unsupported eventType", "MOVE"),
@@ -171,7 +172,9 @@ class TestDeadLetters:
 class TestHookRuns:
     def test_dead_runs_listed_and_replayed(self, client, queue):
         listed = client.get("/admin/hook-runs?state=dead_lettered", headers=BEARER).json
-        assert [(run["eventId"], run["lastError"]) for run in listed["items"]] == [("ok-2", "500")]
+        assert [(run["eventId"], run["lastError"]) for run in listed["items"]] == [
+            ("ok-2", "CRM said 500")
+        ]
         run_id = listed["items"][0]["id"]
         answer = client.post(f"/admin/hook-runs/{run_id}/replay", headers=BEARER)
         assert answer.status_code == 200

@@ -320,7 +320,7 @@ class TestDamagedEntries:
         settings = Settings(data_dir=tmp_path)
         found = {
             m.name: m.samples[0].value
-            for m in StateCollector(settings)._spool()
+            for m in StateCollector(settings)._spool({})
             if m.name == "engagehook_spool_corrupt"
         }
         assert found == {"engagehook_spool_corrupt": 2}
