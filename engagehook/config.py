@@ -388,6 +388,8 @@ def _tokens(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
                 "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
     return tokens
+
+
 def _hook_time_limit(environ: Mapping[str, str]) -> int:
     """A hook's time limit must end its attempt, lease included, before Redis redelivers it."""
     visibility = _positive_int(environ, "VISIBILITY_TIMEOUT", 300)

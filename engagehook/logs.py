@@ -17,7 +17,9 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC
@@ -135,7 +137,7 @@ class JsonFormatter(logging.Formatter):
         if self.role:
             out["role"] = self.role
         out["pid"] = record.process
-        out["message"] = redact(record.getMessage())
+        out["message"] = redact(_message_without_exception_text(record))
         out.update(_context.get() or {})
         out.update(_task_fields())
         for key in ALLOWED_FIELDS:
@@ -146,10 +148,90 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
-            out["exc"] = redact(self.formatException(record.exc_info))
+            out["exc"] = redact(scrubbed_traceback(record.exc_info[1]))
         elif record.exc_text:
-            out["exc"] = redact(record.exc_text)
+            out["exc"] = redact(_scrub_traceback_text(record.exc_text))
         return orjson.dumps(out, default=str).decode()
+
+
+def scrubbed_traceback(exc: BaseException | None) -> str:
+    """A traceback with its frames and exception classes, without any exception's text.
+
+    An exception's text may quote payload values: a database error its SQL parameters, a
+    handler bug the value it choked on. The frames (file, line, code) are the code's own.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = traceback.format_list(traceback.extract_tb(exc.__traceback__))
+        parts.insert(0, "".join(["Traceback (most recent call last):\n", *frames, _class_of(exc)]))
+        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        exc = cause
+    return "\n\nDuring handling of the above exception, another exception occurred:\n\n".join(
+        parts
+    ).rstrip("\n")
+
+
+def _class_of(exc: BaseException) -> str:
+    cls = type(exc)
+    module = "" if cls.__module__ == "builtins" else f"{cls.__module__}."
+    return f"{module}{cls.__qualname__}\n"
+
+
+# The line of a formatted traceback that holds an exception's text: "pkg.Error: the text".
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::.*|\(.*)$")
+# Celery's trace lines put the exception's repr under "exc" ("DataError('... params ...')",
+# "Retry in 3s: TransientError('...')"): only the class names are kept.
+_EXCEPTION_REPR = re.compile(r"^(Retry in [^:]+: )?([A-Za-z_][\w.]*)")
+
+
+def _message_without_exception_text(record: logging.LogRecord) -> str:
+    """The record's message with any exception argument reduced to its class name."""
+    args = record.args
+    if isinstance(args, Mapping) and isinstance(args.get("exc"), str | BaseException):
+        exc = args["exc"]
+        if isinstance(exc, BaseException):
+            summary = type(exc).__name__
+        else:
+            match = _EXCEPTION_REPR.match(exc)
+            summary = "".join(g for g in match.groups() if g) if match else "<exception>"
+        args = {**args, "exc": summary}
+    elif isinstance(args, tuple) and any(isinstance(a, BaseException) for a in args):
+        args = tuple(_ClassName(a) if isinstance(a, BaseException) else a for a in args)
+    if args is record.args:
+        return record.getMessage()
+    try:
+        return str(record.msg) % args
+    except (TypeError, ValueError, KeyError):
+        return str(record.msg)
+
+
+class _ClassName(str):
+    """An exception's class name, the same under %s and %r."""
+
+    def __new__(cls, exc: BaseException) -> _ClassName:
+        return super().__new__(cls, type(exc).__name__)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _scrub_traceback_text(text: str) -> str:
+    """A traceback already formatted as text, keeping frames and exception classes only."""
+    kept = []
+    for line in text.splitlines():
+        if (
+            line.startswith((" ", "Traceback", "During handling", "The above exception"))
+            or not line
+        ):
+            kept.append(line)
+            continue
+        match = _EXCEPTION_LINE.match(line)
+        if match and kept and kept[-1].startswith(" "):
+            kept.append(match.group(1))  # the exception's header line: its class only
+        # Any other line is the rest of an exception's text (SQL, parameters...): dropped.
+    return "\n".join(kept)
 
 
 def _task_fields() -> dict[str, str]:

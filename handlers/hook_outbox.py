@@ -38,6 +38,7 @@ from handlers.models import AppointmentChange
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.models import utcnow
+from handlers.storable import label
 
 if TYPE_CHECKING:
     from handlers.store import Store
@@ -315,7 +316,8 @@ def _lost_attempt(attempt: int) -> str:
 
 
 def _bounded(error: str | None) -> str | None:
-    return error[:MAX_ERROR_CHARS] if error else error
+    # A hook's message may hold anything, a NUL included: the store must always take it.
+    return label(error, MAX_ERROR_CHARS)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from handlers.storable import LosslessText
+
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
@@ -62,7 +64,8 @@ class EventRecord(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str | None] = mapped_column(String(255))
     errors: Mapped[list[dict[str, str]] | None] = mapped_column(JSONType)
-    raw_body: Mapped[str] = mapped_column(Text)
+    # Exactly the body that arrived, also when a text column could not hold it as it is.
+    raw_body: Mapped[str] = mapped_column(LosslessText())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -51,6 +51,13 @@ from handlers.models import Base
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.models import utcnow
+from handlers.storable import MAX_EVENT_TYPE_LENGTH
+from handlers.storable import MAX_ID_LENGTH
+from handlers.storable import MAX_REASON_LENGTH
+from handlers.storable import bounded_errors
+from handlers.storable import event_key
+from handlers.storable import fits
+from handlers.storable import label
 
 # An event id in one of these states has been decided; another delivery is a duplicate.
 # A dead-lettered id is not taken: its effect never committed, so a new delivery (or a replay)
@@ -268,27 +275,27 @@ class Store:
         event_type: str | None = None,
         appointment_id: str | None = None,
     ) -> str:
-        """Keep a payload that cannot be applied, with why; 'duplicate' if the id is taken."""
-        with self.transaction() as session:
-            self._lock(session, event_lock_key(event_id))
-            record = session.get(EventRecord, event_id)
-            if record is not None and record.state in TAKEN_STATES:
-                record.duplicates += 1
-                return "duplicate"
-            if record is None:
-                record = EventRecord(
-                    id=event_id, state="queued", received_at=utcnow(), attempts=0, duplicates=0
-                )
-                session.add(record)
-            record.state = "dead_lettered"
-            record.reason = reason[:255]
-            record.errors = errors
-            record.raw_body = raw_body
-            record.event_type = event_type
-            record.appointment_id = appointment_id
-            record.attempts = (record.attempts or 0) + 1
-            record.processed_at = utcnow()
-            return "dead_lettered"
+        """Keep a payload that cannot be applied, with why; 'duplicate' if the id is taken.
+
+        Every value is bounded and escaped first (handlers/storable.py), so no body can make
+        this fail. Should the database refuse the record anyway, a bare one (id, body, the
+        refusal's class) is written instead; only when that fails too does the error surface,
+        and the caller retries rather than acknowledge an unrecorded event.
+        """
+        failure = {
+            "reason": reason,
+            "errors": errors,
+            "event_type": event_type,
+            "appointment_id": appointment_id,
+        }
+        try:
+            return self._record_failure(event_id, raw_body, "dead_lettered", failure)
+        except TransientError:
+            raise
+        except DBAPIError as refused:
+            bare_reason = f"unrecordable failure: {refused.__class__.__name__}"
+            bare = {"reason": bare_reason, "errors": [{"path": "", "message": bare_reason}]}
+            return self._record_failure(event_id, raw_body, "dead_lettered", bare)
 
     def mark_retrying(
         self,
@@ -300,29 +307,48 @@ class Store:
         appointment_id: str | None = None,
     ) -> None:
         """Note that a delivery failed transiently and will be retried."""
+        failure = {
+            "reason": reason,
+            "errors": [{"path": "", "message": reason}],
+            "event_type": event_type,
+            "appointment_id": appointment_id,
+        }
+        self._record_failure(event_id, raw_body, "retrying", failure)
+
+    def _record_failure(
+        self, event_id: str, raw_body: str, state: str, failure: Mapping[str, Any]
+    ) -> str:
+        """Write a dead letter or a retry note, unless the id is taken; values made to fit."""
+        key = event_key(event_id)
         with self.transaction() as session:
-            self._lock(session, event_lock_key(event_id))
-            record = session.get(EventRecord, event_id)
+            self._lock(session, event_lock_key(key))
+            record = session.get(EventRecord, key)
             if record is not None and record.state in TAKEN_STATES:
-                return
+                if state == "dead_lettered":
+                    record.duplicates += 1
+                return "duplicate"
             if record is None:
                 record = EventRecord(
-                    id=event_id, state="queued", received_at=utcnow(), attempts=0, duplicates=0
+                    id=key, state="queued", received_at=utcnow(), attempts=0, duplicates=0
                 )
                 session.add(record)
-            record.state = "retrying"
-            record.reason = reason[:255]
-            record.errors = [{"path": "", "message": reason}]
+            record.state = state
+            record.reason = label(failure["reason"], MAX_REASON_LENGTH)
+            record.errors = bounded_errors(failure["errors"])
             record.raw_body = raw_body
-            record.event_type = event_type
-            record.appointment_id = appointment_id
+            record.event_type = label(failure.get("event_type"), MAX_EVENT_TYPE_LENGTH)
+            record.appointment_id = label(failure.get("appointment_id"), MAX_ID_LENGTH)
             record.attempts = (record.attempts or 0) + 1
+            if state == "dead_lettered":
+                record.processed_at = utcnow()
+            return state
 
     def requeue(self, event_id: str) -> str | None:
         """Mark a dead-lettered event queued again and return its raw body for replay."""
+        key = event_key(event_id)
         with self.transaction() as session:
-            self._lock(session, event_lock_key(event_id))
-            record = session.get(EventRecord, event_id)
+            self._lock(session, event_lock_key(key))
+            record = session.get(EventRecord, key)
             if record is None or record.state != "dead_lettered":
                 return None
             record.state = "queued"
@@ -332,6 +358,8 @@ class Store:
 
     def get_appointment(self, appointment_id: str) -> dict[str, Any] | None:
         """The projected state of one appointment with its history, as JSON-ready values."""
+        if not fits(appointment_id):
+            return None  # no stored appointment has such an id (and PostgreSQL cannot look)
         with self.transaction(read_only=True) as session:
             row = session.get(Appointment, appointment_id)
             if row is None:
@@ -375,15 +403,18 @@ class Store:
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """The processing record of one event id."""
+        key = event_key(event_id)
         with self.transaction(read_only=True) as session:
-            record = session.get(EventRecord, event_id)
+            record = session.get(EventRecord, key)
             if record is None:
                 return None
-            hooks = session.scalars(select(HookRun).where(HookRun.event_id == event_id)).all()
+            hooks = session.scalars(select(HookRun).where(HookRun.event_id == key)).all()
             return _event_dict(record, hooks)
 
     def snapshot(self, appointment_id: str) -> Mapping[str, Any] | None:
         """Only the stored appointment object (what the newest event carried)."""
+        if not fits(appointment_id):
+            return None
         with self.transaction(read_only=True) as session:
             row = session.get(Appointment, appointment_id)
             return row.snapshot if row else None
@@ -402,7 +433,7 @@ class Store:
     def raw_body(self, event_id: str) -> str | None:
         """The exact body an event arrived with."""
         with self.transaction(read_only=True) as session:
-            record = session.get(EventRecord, event_id)
+            record = session.get(EventRecord, event_key(event_id))
             return record.raw_body if record else None
 
     def count_events(self, state: str | None = None) -> int:
@@ -417,13 +448,16 @@ class Store:
         """Of ``ids``, those whose event has no final outcome yet (unknown ids included)."""
         if not ids:
             return set()
+        keys = {event_id: event_key(event_id) for event_id in ids}
         with self.transaction(read_only=True) as session:
-            done = session.scalars(
-                select(EventRecord.id).where(
-                    EventRecord.id.in_(list(ids)), EventRecord.state.in_(FINAL_STATES)
-                )
-            ).all()
-            return set(ids) - set(done)
+            done = set(
+                session.scalars(
+                    select(EventRecord.id).where(
+                        EventRecord.id.in_(set(keys.values())), EventRecord.state.in_(FINAL_STATES)
+                    )
+                ).all()
+            )
+            return {event_id for event_id, key in keys.items() if key not in done}
 
     # -- hook runs (the outbox itself is handlers/hook_outbox.py) --------------------------
 
@@ -647,7 +681,11 @@ STATEMENT_TIMEOUT_SECONDS = 60
 def make_engine(url: str) -> Engine:
     """An engine tuned for the store: WAL and IMMEDIATE writers on SQLite, pre-ping on servers."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,  # SQL parameters are payload values: never in an error text
+        )
 
         @sa_event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -670,6 +708,7 @@ def make_engine(url: str) -> Engine:
         return engine
     engine = create_engine(
         url,
+        hide_parameters=True,  # SQL parameters are payload values: never in an error text
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,

@@ -7,7 +7,6 @@ thin for the webhook path.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +15,7 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 
+from ingest.constant_time import same_secret
 from ingest.errors import IngestError
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -30,7 +30,7 @@ def require_admin_token():
             404, "not_found", "admin routes are disabled: set ADMIN_TOKEN to enable them"
         )
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    authentic = hmac.compare_digest(presented.strip().encode(), token.encode())
+    authentic = same_secret(presented.strip(), token)
     if scheme.lower() != "bearer" or not authentic:
         raise IngestError(401, "unauthorized", "send Authorization: Bearer <ADMIN_TOKEN>")
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from flask import Blueprint
 from flask import current_app
 from flask import jsonify
@@ -9,8 +12,12 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 
 from ingest.queue import get_queue
+from ingest.spool import Spool
 
 bp = Blueprint("health", __name__)
+
+# Below this much free disk under the spool, it counts as full (a payload would not fit).
+MIN_FREE_DISK_BYTES = 1_048_576
 
 
 @bp.get("/healthz")
@@ -21,21 +28,62 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """200 when both the broker and the store answer; else 503 naming what is down."""
-    down: dict[str, str] = {}
+    """200 while the broker or the local spool can take a webhook; 503 only when neither can.
+
+    A broker outage is what the spool is for, so it makes this instance "degraded", not
+    unready: pulling every ingest instance out of the load balancer then would turn away the
+    senders the spool keeps safe. The store is reported but never decides: ingest does not
+    write to it.
+    """
+    queue = get_queue()
+    spool = getattr(queue, "spool", None)  # a SpoolingQueue: the broker is its primary
+    dependencies = {
+        "broker": _status_of(getattr(queue, "primary", queue).ping),
+        "spool": _spool_status(spool),
+        "store": _status_of(_ping_store),
+    }
+    can_accept = dependencies["broker"]["status"] == "ok" or dependencies["spool"]["status"] == "ok"
+    if not can_accept:
+        why = "; ".join(
+            f"{name}: {dependencies[name].get('error', dependencies[name]['status'])}"
+            for name in ("broker", "spool")
+        )
+        message = f"neither the broker nor the spool can take a webhook ({why})"
+        return jsonify(error="not_ready", message=message, status="down", **dependencies), 503
+    healthy = all(dependency["status"] == "ok" for dependency in dependencies.values())
+    return jsonify(status="ready" if healthy else "degraded", **dependencies)
+
+
+def _status_of(check: Callable[[], object]) -> dict[str, str]:
     try:
-        get_queue().ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        down["broker"] = exc.__class__.__name__
+        check()
+    except Exception as exc:  # noqa: BLE001 - any failure means "down"; the class says why
+        return {"status": "down", "error": exc.__class__.__name__}
+    return {"status": "ok"}
+
+
+def _spool_status(spool: Spool | None) -> dict[str, object]:
+    """Whether the spool could take a payload now: a writable directory with room left."""
+    if spool is None:
+        return {"status": "absent"}
     try:
-        with _store_engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        down["store"] = exc.__class__.__name__
-    if down:
-        message = f"down: {', '.join(sorted(down))}"
-        return jsonify(error="not_ready", message=message, down=down), 503
-    return jsonify(status="ready")
+        spool.directory.mkdir(parents=True, exist_ok=True)
+        writable = os.access(spool.directory, os.W_OK | os.X_OK)
+        disk = os.statvfs(spool.directory)
+        usage = spool.usage()
+    except OSError as exc:
+        return {"status": "down", "error": exc.__class__.__name__}
+    status: dict[str, object] = {"bytes": usage, "max_bytes": spool.max_bytes}
+    if not writable:
+        return {"status": "down", "error": "not writable", **status}
+    if usage >= spool.max_bytes or disk.f_bavail * disk.f_frsize < MIN_FREE_DISK_BYTES:
+        return {"status": "full", **status}
+    return {"status": "ok", **status}
+
+
+def _ping_store() -> None:
+    with _store_engine().connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 @bp.get("/openapi.json")
@@ -55,7 +103,12 @@ def _store_engine():
         url = current_app.config["ENGAGEHOOK_SETTINGS"].store_url
         connect_args = {"connect_timeout": 1} if url.startswith("postgres") else {}
         engine = create_engine(
-            url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args=connect_args
+            url,
+            hide_parameters=True,  # SQL parameters never reach an error text
+            pool_pre_ping=True,
+            pool_size=1,
+            max_overflow=0,
+            connect_args=connect_args,
         )
         current_app.extensions["engagehook.readiness_engine"] = engine
     return engine

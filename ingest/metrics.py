@@ -389,7 +389,12 @@ class StateCollector:
             else:
                 args = {}
             self._engine = create_engine(
-                url, pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args=args
+                url,
+                pool_size=1,
+                max_overflow=0,
+                pool_pre_ping=True,
+                connect_args=args,
+                hide_parameters=True,  # SQL parameters never reach an error text
             )
         return self._engine
 

@@ -36,7 +36,11 @@ ROW_ID = "engagehook_row_id"
 
 
 def _sqlite_engine(url: str) -> Any:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        hide_parameters=True,  # message bodies are payloads: never in an error text
+    )
 
     @sa_event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

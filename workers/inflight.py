@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # ingest reads oldest_since for /metrics and must not load th
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+# How far past untracked messages the sweeper looks for the oldest tracked one, per pass.
+QUEUE_SCAN = 1000
+SCAN_BATCH = 100
 
 
 def forget(client: redis.Redis, event_id: str) -> None:
@@ -49,25 +53,45 @@ def oldest_since(client: redis.Redis) -> float | None:
     """
     oldest = client.zrange(INFLIGHT_SINCE, 0, 0, withscores=True)
     return float(oldest[0][1]) if oldest else None
+
+
 def postpone(client: redis.Redis, event_id: str, due: float) -> None:
     """Count the event as published at ``due`` (its retry's time), if it is watched at all."""
     client.zadd(INFLIGHT_SINCE, {event_id: due}, xx=True)
 
 
 def _oldest_queued_since(client: redis.Redis) -> float | None:
-    """Publish time of the oldest message still in the queue; inf when the queue is empty.
+    """Publish time of the oldest tracked message still in the queue; inf when there is none.
 
-    None when it cannot be told (the oldest message carries no event id we track).
+    Messages without a tracked id (a replay, a hook-less publish, anything odd) say nothing
+    about the registry, so they are stepped over instead of stopping recovery: walking from
+    the tail, the first tracked message bounds what has left the queue. None only when the
+    first ``QUEUE_SCAN`` messages are all untracked and more follow (the next pass looks again).
     """
-    raw = client.lindex(EVENTS_QUEUE, -1)  # kombu LPUSHes and BRPOPs: the tail is the oldest
-    if raw is None:
-        return float("inf")
+    scanned = 0
+    while scanned < QUEUE_SCAN:
+        # kombu LPUSHes and BRPOPs: the tail is the oldest. Negative indexes walk from it.
+        batch = client.lrange(EVENTS_QUEUE, -(scanned + SCAN_BATCH), -(scanned + 1))
+        if not batch:
+            return float("inf")
+        for raw in reversed(batch):
+            event_id = _tracked_id(raw)
+            score = client.zscore(INFLIGHT_SINCE, event_id) if event_id else None
+            if score is not None:
+                return float(score)
+        if len(batch) < SCAN_BATCH:
+            return float("inf")
+        scanned += SCAN_BATCH
+    return None
+
+
+def _tracked_id(raw: bytes) -> str | None:
+    """The event id a queued message carries in its header, if it is a usable one."""
     try:
         event_id = orjson.loads(raw)["headers"][EVENT_ID_HEADER]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
         return None
-    score = client.zscore(INFLIGHT_SINCE, event_id)
-    return float(score) if score is not None else None
+    return event_id if isinstance(event_id, str) and event_id else None
 
 
 def recover(
@@ -108,7 +132,19 @@ def recover(
         if body is None:
             client.zrem(INFLIGHT_SINCE, event_id)
             continue
-        republish(event_id, unpack_inflight_body(body))
+        try:
+            text = unpack_inflight_body(body)
+        except (zlib.error, UnicodeDecodeError) as exc:
+            # An odd entry must not stop the others; unwatched, it is logged once, not forever.
+            client.zrem(INFLIGHT_SINCE, event_id)
+            logger.error(
+                "in-flight copy of an event is unreadable (%s); left in %s for a human",
+                exc.__class__.__name__,
+                INFLIGHT_BODIES,
+                extra={"event_id": event_id},
+            )
+            continue
+        republish(event_id, text)
         # Watch it again from now: it is back in the queue.
         client.zadd(INFLIGHT_SINCE, {event_id: time.time()}, xx=True)
         republished += 1

@@ -180,10 +180,13 @@ def _add_paths(spec: APISpec) -> None:
         path="/readyz",
         operations={
             "get": {
-                "summary": "Readiness: broker and store reachable",
+                "summary": "Readiness: the broker or the local spool can take a webhook",
                 "responses": {
-                    "200": {"description": "Ready"},
-                    "503": _error("Broker or store unreachable; the message says which"),
+                    "200": {
+                        "description": "Ready or degraded; broker, spool and store each with"
+                        " their status"
+                    },
+                    "503": _error("Neither the broker nor the spool can take a webhook"),
                 },
             }
         },

@@ -10,7 +10,10 @@ from engagehook import logs
 from handlers import HANDLERS
 from handlers.errors import PermanentError
 from handlers.errors import TransientError
+from handlers.events import AppointmentEvent
 from handlers.hooks import HookRegistry
+from handlers.storable import UNSTORABLE
+from handlers.storable import unstorable_fields
 from handlers.store import Store
 from workers.validation import InvalidPayload
 from workers.validation import parse_event
@@ -67,6 +70,11 @@ def process(body: str, store: Store, registry: HookRegistry, mode: str = "tolera
         return Outcome(label, event_id, err.event_type, err.appointment_id)
 
     logs.bind(**event.log_fields())  # every later log line of this task carries the ids
+    unstorable = unstorable_fields(event)
+    if unstorable:
+        # Valid, but a column cannot take it (an id past 255 characters, a NUL): keep it as a
+        # dead letter rather than let the database refuse the apply.
+        return _dead_letter_valid(store, event, body, UNSTORABLE, unstorable, "unstorable-value")
     handler = HANDLERS[event.event_type]  # validation admits only the eleven known types
     try:
         result = store.apply(event, body, handler, registry.names_for(event.event_type))
@@ -75,19 +83,41 @@ def process(body: str, store: Store, registry: HookRegistry, mode: str = "tolera
     except Exception as exc:  # a handler bug or PermanentError: keep the event, say why
         reason = f"handler failed: {exc.__class__.__name__}: {exc}"
         if not isinstance(exc, PermanentError):
-            logger.exception("handler failed", extra=event.log_fields())
-        state = store.dead_letter(
-            event_id=event.id,
-            raw_body=body,
-            reason=reason,
-            errors=[{"path": "", "message": reason}],
-            event_type=event.event_type,
-            appointment_id=event.appointment_id,
-        )
-        label = "duplicate" if state == "duplicate" else "dead_lettered:handler-failed"
-        return Outcome(label, event.id, event.event_type, event.appointment_id)
+            # The class and the ids only: an exception's text may quote payload values.
+            logger.error("handler failed: %s", exc.__class__.__name__, extra=event.log_fields())
+        errors = [{"path": "", "message": reason}]
+        return _dead_letter_valid(store, event, body, reason, errors, "handler-failed")
 
     label = (
         result.outcome if result.outcome == "duplicate" else f"{result.outcome}:{event.event_type}"
     )
     return Outcome(label, event.id, event.event_type, event.appointment_id, result.hook_run_ids)
+
+
+def _dead_letter_valid(
+    store: Store,
+    event: AppointmentEvent,
+    body: str,
+    reason: str,
+    errors: list[dict[str, str]],
+    label_suffix: str,
+) -> Outcome:
+    """Dead-letter a valid event that could not be applied; 'duplicate' if its id is taken."""
+    state = store.dead_letter(
+        event_id=event.id,
+        raw_body=body,
+        reason=reason,
+        errors=errors,
+        event_type=event.event_type,
+        appointment_id=event.appointment_id,
+    )
+    logger.warning(
+        "event dead-lettered",
+        extra={
+            **event.log_fields(),
+            "reason": reason if reason == UNSTORABLE else label_suffix,
+            "error_paths": [e["path"] for e in errors],
+        },
+    )
+    label = "duplicate" if state == "duplicate" else f"dead_lettered:{label_suffix}"
+    return Outcome(label, event.id, event.event_type, event.appointment_id)

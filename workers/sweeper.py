@@ -45,7 +45,10 @@ def sweep(settings: Settings, store: Store, celery_app: Celery) -> dict[str, int
         restored = restore_orphans(settings.broker_url, settings.visibility_timeout)
     recovered = 0
     if settings.redis_url:
-        recovered = _recover_inflight(settings, store, celery_app)
+        try:
+            recovered = _recover_inflight(settings, store, celery_app)
+        except Exception as exc:  # noqa: BLE001 - the hook outbox below must still be swept
+            logger.warning("in-flight recovery failed: %s", exc.__class__.__name__)
     # A hook that is legitimately retrying holds its run for at most a few minutes.
     stale_after = timedelta(seconds=2 * settings.visibility_timeout)
     republished = 0

@@ -128,15 +128,8 @@ def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
                 event_type=ids[1],
                 appointment_id=ids[2],
             )
-        except TransientError:
-            # The store cannot even take the dead letter: acknowledging now would lose an
-            # event nothing has recorded, so keep retrying at the slowest pace until it is back.
-            raise task.retry(
-                exc=exc,
-                countdown=retry_countdown(task.request.retries),
-                max_retries=task.request.retries + 1,
-                argsrepr=_argsrepr(task),
-            ) from None
+        except Exception as not_recorded:  # noqa: BLE001 - never ack an unrecorded event
+            raise _retry_unrecorded(task, not_recorded) from None
         return "dead_lettered:transient", ids[0]
     try:
         runtime.store.mark_retrying(
@@ -146,8 +139,8 @@ def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
             event_type=ids[1],
             appointment_id=ids[2],
         )
-    except TransientError:
-        pass  # the store is what is down; the retry below is what matters
+    except Exception as not_noted:  # noqa: BLE001 - the retry below is what matters
+        logger.warning("retry of event %s not noted: %s", ids[0], not_noted.__class__.__name__)
     countdown = retry_countdown(task.request.retries)
     _watch_inflight_from(ids[0], time.time() + countdown)
     raise task.retry(exc=exc, countdown=countdown, argsrepr=_argsrepr(task))
@@ -169,14 +162,25 @@ def _dead_letter_unexpected(task, body: str, exc: Exception) -> tuple[str, str]:
             event_type=ids[1],
             appointment_id=ids[2],
         )
-    except TransientError as store_down:
-        raise task.retry(
-            exc=store_down,
-            countdown=retry_countdown(task.request.retries),
-            max_retries=task.request.retries + 1,
-            argsrepr=_argsrepr(task),
-        ) from None
+    except Exception as not_recorded:  # noqa: BLE001 - never ack an unrecorded event
+        raise _retry_unrecorded(task, not_recorded) from None
     return "dead_lettered:worker-error", ids[0]
+
+
+def _retry_unrecorded(task, not_recorded: Exception):
+    """The store could not take the failure record: retry, at the slowest pace, indefinitely.
+
+    Acknowledging now would lose an event nothing has recorded; the message stays until the
+    store takes it (a database that is back, or a fixed bug).
+    """
+    logger.error("failure of the event not recorded: %s", not_recorded.__class__.__name__)
+    return task.retry(
+        # Only the class travels: a database error's text may quote payload values.
+        exc=TransientError(f"failure not recorded: {not_recorded.__class__.__name__}"),
+        countdown=retry_countdown(task.request.retries),
+        max_retries=task.request.retries + 1,
+        argsrepr=_argsrepr(task),
+    )
 
 
 def _argsrepr(task) -> str | None:

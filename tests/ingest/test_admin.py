@@ -115,3 +115,24 @@ class TestEvent:
         )
         assert response.status_code == 404
         assert response.json["error"] == "not_found"
+
+
+class TestTokenComparison:
+    def test_the_token_is_compared_as_fixed_length_digests(
+        self, env, queue, sqlite_store, monkeypatch
+    ):
+        import hmac
+
+        compared: list[tuple[int, int]] = []
+        real = hmac.compare_digest
+
+        def spy(a, b):
+            compared.append((len(a), len(b)))
+            return real(a, b)
+
+        monkeypatch.setattr(hmac, "compare_digest", spy)
+        client = admin_client(env, queue, sqlite_store)
+        for presented in ("x", TOKEN + "-and-longer", TOKEN):
+            client.get("/admin/events/e-1", headers=bearer(presented))
+        # Equal lengths whatever was presented: the time taken cannot reveal the token's length.
+        assert compared and all(a == b == 32 for a, b in compared)

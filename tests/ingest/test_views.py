@@ -7,9 +7,13 @@ import json
 import pytest
 
 from ingest.app import create_app
+from ingest.queue import SpoolingQueue
+from ingest.spool import Spool
 from tests.builders import body
 from tests.builders import load_payload
+from tests.fakes import RecordingQueue
 from tests.fakes import UnreachableQueue
+from tests.processes import free_port
 
 
 def post(client, data, content_type="application/json", **kwargs):
@@ -102,12 +106,61 @@ class TestHealth:
     def test_healthz_answers_200(self, client):
         assert client.get("/healthz").status_code == 200
 
-    def test_readyz_names_the_broker_when_it_is_down(self, env):
-        app = create_app(env, queue=UnreachableQueue())
-        response = app.test_client().get("/readyz")
-        assert response.status_code == 503
-        assert "broker" in response.json["down"]
-        assert "store" not in response.json["down"]  # the embedded SQLite store is reachable
+    def test_readyz_stays_200_and_degraded_while_the_spool_takes_what_the_broker_cannot(
+        self, env, data_dir
+    ):
+        response = readyz(env, UnreachableQueue(), Spool(data_dir / "spool", 1_000_000))
+        assert response.status_code == 200
+        assert response.json["status"] == "degraded"
+        assert response.json["broker"] == {"status": "down", "error": "ConnectionError"}
+        assert response.json["spool"]["status"] == "ok"
+        assert response.json["store"] == {"status": "ok"}
 
-    def test_readyz_answers_200_when_broker_and_store_answer(self, client):
-        assert client.get("/readyz").status_code == 200
+    def test_readyz_is_503_when_the_broker_is_down_and_the_spool_not_writable(self, env, data_dir):
+        (data_dir / "spool").write_text("a file where the spool directory should be")
+        response = readyz(env, UnreachableQueue(), Spool(data_dir / "spool", 1_000_000))
+        assert response.status_code == 503
+        assert response.json["error"] == "not_ready"
+        assert "neither the broker nor the spool" in response.json["message"]
+        assert response.json["spool"]["status"] == "down"
+        assert response.json["broker"]["status"] == "down"
+
+    def test_readyz_is_503_when_the_broker_is_down_and_the_spool_full(self, env, data_dir):
+        spool = Spool(data_dir / "spool", 100)
+        (data_dir / "spool").mkdir()
+        (data_dir / "spool" / "00000000000000000001-0000001-000001.json").write_bytes(b"x" * 100)
+        response = readyz(env, UnreachableQueue(), spool)
+        assert response.status_code == 503
+        assert response.json["spool"] == {"status": "full", "bytes": 100, "max_bytes": 100}
+
+    def test_a_full_spool_with_the_broker_up_is_only_degraded(self, env, data_dir):
+        spool = Spool(data_dir / "spool", 100)
+        (data_dir / "spool").mkdir()
+        (data_dir / "spool" / "00000000000000000001-0000001-000001.json").write_bytes(b"x" * 100)
+        response = readyz(env, RecordingQueue(), spool)
+        assert response.status_code == 200
+        assert response.json["status"] == "degraded"
+        assert response.json["broker"] == {"status": "ok"}
+
+    def test_a_store_that_is_down_alone_does_not_make_ingest_unready(self, env, data_dir):
+        port = free_port()
+        env = {**env, "DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{port}/none"}
+        response = readyz(env, RecordingQueue(), Spool(data_dir / "spool", 1_000_000))
+        assert response.status_code == 200
+        assert response.json["status"] == "degraded"
+        assert response.json["store"] == {"status": "down", "error": "OperationalError"}
+
+    def test_readyz_answers_200_when_broker_and_store_answer(self, env, data_dir):
+        response = readyz(env, RecordingQueue(), Spool(data_dir / "spool", 1_000_000))
+        assert response.status_code == 200
+        assert response.json["status"] == "ready"
+        assert {response.json[name]["status"] for name in ("broker", "spool", "store")} == {"ok"}
+
+
+def readyz(env, broker, spool):
+    """GET /readyz of an app whose broker is ``broker``, with ``spool`` behind it."""
+    queue = SpoolingQueue(broker, spool)
+    try:
+        return create_app(env, queue=queue).test_client().get("/readyz")
+    finally:
+        queue.stop()

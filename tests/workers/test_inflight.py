@@ -116,6 +116,42 @@ class TestRecover:
         inflight.recover(client, sqlite_store, republished, older_than=300, now=NOW)
         assert [event_id for event_id, _ in republished] == ["popped"]
 
+    @pytest.mark.parametrize(
+        "odd_message",
+        [
+            b"not json",
+            orjson.dumps({"headers": {}}),
+            orjson.dumps({"headers": {inflight.EVENT_ID_HEADER: 7}}),
+            orjson.dumps({"headers": {inflight.EVENT_ID_HEADER: ["x"]}}),
+            orjson.dumps({"headers": {inflight.EVENT_ID_HEADER: "replayed-untracked"}}),
+            orjson.dumps([1, 2]),
+        ],
+    )
+    def test_an_untracked_oldest_message_does_not_stop_recovery(
+        self, client, sqlite_store, odd_message
+    ):
+        client.lpush(EVENTS_QUEUE, odd_message)  # the oldest message in the queue
+        self.register(client, "popped", since=NOW - 900)
+        self.register(client, "queued", since=NOW - 800, queued=True)
+        republished = Republished()
+        inflight.recover(client, sqlite_store, republished, older_than=300, now=NOW)
+        assert [event_id for event_id, _ in republished] == ["popped"]
+
+    def test_a_queue_of_only_untracked_messages_hides_nothing(self, client, sqlite_store):
+        for _ in range(inflight.SCAN_BATCH + 5):
+            client.lpush(EVENTS_QUEUE, b"{}")
+        self.register(client, "popped", since=NOW - 900)
+        republished = Republished()
+        inflight.recover(client, sqlite_store, republished, older_than=300, now=NOW)
+        assert [event_id for event_id, _ in republished] == ["popped"]
+
+    def test_an_odd_event_id_settled_in_the_store_is_forgotten(self, client, sqlite_store):
+        odd = "a\x00b" + "x" * 300
+        sqlite_store.dead_letter(event_id=odd, raw_body="{}", reason="invalid", errors=[])
+        self.register(client, odd, since=NOW - 900)
+        counts = inflight.recover(client, sqlite_store, Republished(), older_than=300, now=NOW)
+        assert counts == {"settled": 1, "republished": 0}
+
     def test_message_lost_after_brpop_is_recovered(self, publisher, client, sqlite_store):
         raw = body(envelope(event_id="e-kill"))
         publisher.publish(raw, "(e-kill)", "e-kill")
