@@ -1,6 +1,6 @@
 """POST /webhooks under gunicorn beside the bare, raw-LPUSH and naive send_task endpoints.
 
-All four servers run at once with the same gunicorn settings; wrk visits them in turn,
+All servers run at once with the same gunicorn settings; wrk visits them in turn,
 round after round, and each ratio is the median of the per-round ratios, so drift on a
 shared machine hits both sides of a ratio alike. Then each is held at half of its own
 maximum rate for the latency row (best of two tries: other load only ever adds latency).
@@ -25,11 +25,24 @@ from bench.support import free_port
 from bench.support import start
 from bench.support import stop
 from bench.support import wait_http_ok
+from ingest import gunicorn_conf
 from workers.celery_app import INFLIGHT_BODIES
 from workers.celery_app import INFLIGHT_SINCE
 
 # Exactly what `engagehook web` passes to gunicorn (engagehook/cli.py, cmd_web).
 WEB_WORKERS = 2
+# The references run on the worker class `engagehook web` runs on (ingest/gunicorn_conf.py),
+# so a ratio compares the apps, not two ways of serving them.
+SERVING_FLAGS = [
+    "--worker-class",
+    gunicorn_conf.worker_class,
+    "--threads",
+    str(gunicorn_conf.threads),
+    "--worker-connections",
+    str(gunicorn_conf.worker_connections),
+    "--keep-alive",
+    str(gunicorn_conf.keepalive),
+]
 GUNICORN_FLAGS = [
     "--workers",
     str(WEB_WORKERS),
@@ -39,6 +52,7 @@ GUNICORN_FLAGS = [
     "30",
     "--access-logfile",
     "-",
+    "--no-control-socket",
 ]
 CONNECTIONS = 8
 WARMUP_SECONDS = 2
@@ -58,6 +72,7 @@ class Endpoint:
     queue_key: str | None  # None: the endpoint stores nothing
     app: str | None = None  # gunicorn app spec of a reference endpoint; None: engagehook web
     shipped_config: bool = False  # run the app with `engagehook web`'s gunicorn config
+    sync_workers: bool = False  # gunicorn's sync workers instead of engagehook's worker class
 
 
 ENDPOINTS = (
@@ -66,6 +81,13 @@ ENDPOINTS = (
         "bare Flask: parse + 202, nothing stored (ceiling)",
         None,
         "bench.reference_app:create_bare()",
+    ),
+    Endpoint(
+        "bare-sync",
+        "diagnostic: bare Flask on gunicorn sync workers (one connection per process)",
+        None,
+        "bench.reference_app:create_bare()",
+        sync_workers=True,
     ),
     Endpoint(
         "lpush",
@@ -129,6 +151,7 @@ def _start(endpoint: Endpoint, port: int, env: dict[str, str], log_dir: Path):
             "--bind",
             f"127.0.0.1:{port}",
             *GUNICORN_FLAGS,
+            *([] if endpoint.sync_workers else SERVING_FLAGS),
         ]
     return start(argv, env, log_dir / f"{endpoint.name}.log")
 
@@ -245,10 +268,12 @@ def _rows(maxima, halves, unstored, body_bytes: int) -> dict[str, object]:
         )
     return {
         "settings": {
-            "gunicorn": f"{WEB_WORKERS} sync workers each, 30 s timeout, access log on "
-            "(engagehook: `engagehook web` as shipped, with one JSON log "
-            "line per webhook and its metrics; references: gunicorn's "
-            "plain access log)",
+            "gunicorn": f"{WEB_WORKERS} workers each of {gunicorn_conf.threads} threads "
+            f"({gunicorn_conf.worker_class.rsplit('.', 1)[-1]}: gthread with a request read "
+            "deadline, one connection per thread, no keep-alive; the bare-sync row: gunicorn's "
+            "sync workers), 30 s timeout, access log on (engagehook: `engagehook web` as "
+            "shipped, with one JSON log line per webhook and its metrics; references: "
+            "gunicorn's plain access log)",
             "load": f"wrk, 1 thread, {CONNECTIONS} connections, loopback",
             "rounds": len(maxima["bare"]),
             "round_seconds": ROUND_SECONDS,

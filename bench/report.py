@@ -205,10 +205,20 @@ def _endpoint(section: dict[str, Any] | None) -> str:
         "",
         f"gunicorn with {settings['gunicorn']}; load from {settings['load']}; body "
         f"{settings['body_bytes']:,} bytes (the sender's CREATE example). Maximum rate: median of "
-        f"{settings['rounds']} rounds of {settings['round_seconds']} s, the four servers visited "
+        f"{settings['rounds']} rounds of {settings['round_seconds']} s, the servers visited "
         "in turn each round; × bare is the median of the per-round ratios. Then "
         f"{settings['half_rate_seconds']} s held at half of each one's own maximum rate, best "
         f"of {settings.get('half_rate_tries', 1)} tries.",
+        *(
+            [
+                "",
+                f"This section was measured on its own ({section['measured']}, load average "
+                f"{section.get('load_average_before', '?')} before it): on a busy machine the "
+                "per-round ratios below scatter widely, and only a quiet run can judge a target.",
+            ]
+            if section.get("measured")
+            else []
+        ),
         "",
         "| endpoint | req/s | p50 ms | p99 ms | × bare | half rate: req/s | p50 ms | p99 ms "
         "| 202s not in Redis |",

@@ -213,6 +213,9 @@ def cmd_web(args: argparse.Namespace) -> int:
         "--log-level",
         settings.log_level.lower(),
     ]
+    if args.threads:
+        # One connection per thread, as in the config module: a busy worker stops accepting.
+        argv += ["--threads", str(args.threads), "--worker-connections", str(args.threads)]
     os.execv(sys.executable, argv)
     return 0  # not reached
 
@@ -553,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("web", help="the ingest endpoint under gunicorn")
     web_options(p)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads per gunicorn worker, one connection each (default 64)",
+    )
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser(

@@ -60,9 +60,29 @@ accesslog = "-"
 # Only used if the logger class above is swapped for gunicorn's own: %(U)s is the path without
 # its query string (which may hold ?token=...), and no referrer or request line (%(r)s) appears.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(D)s'
+# Threads, not one connection per process: a slow client holds one thread, and each request
+# must arrive whole within a deadline (ingest/gunicorn_worker.py), so dozens of clients
+# trickling their requests never stall the senders. A request holds its thread for about a
+# millisecond, so idle threads cost next to nothing.
+worker_class = "ingest.gunicorn_worker.DeadlineThreadWorker"
+THREADS_PER_WORKER = 64
+threads = THREADS_PER_WORKER
+# One connection per thread and no keep-alive: a worker whose threads are all busy stops
+# accepting, so a new connection goes to a worker with a free thread (or waits in the listen
+# backlog) instead of queueing inside a worker behind slow clients.
+worker_connections = THREADS_PER_WORKER
+keepalive = 0
+# What a client can make a thread buffer before its request is refused (gunicorn's defaults
+# but fewer header fields: the sender sends a handful).
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 # The sender waits 3 s at most; a request still running after 30 s is stuck.
 timeout = 30
 graceful_timeout = 30
+# No run-time control socket: it is one fixed path per user, which replicas on one host would
+# fight over, and engagehook is configured at start only.
+control_socket_disable = True
 # Workers log through the root logger set up above, so gunicorn need not capture their output.
 capture_output = False
 loglevel = "info"

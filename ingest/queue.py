@@ -15,6 +15,9 @@ from typing import Protocol
 from celery import Celery
 from flask import Flask
 from flask import current_app
+from kombu import Connection
+from kombu.pools import ProducerPool
+from kombu.pools import producers
 
 from ingest.publisher import RedisPublisher
 from ingest.spool import Spool
@@ -31,6 +34,8 @@ EXTENSION_KEY = "engagehook.queue"
 BROKER_COOLDOWN_SECONDS = 2.0
 # How often the drainer looks at the spool; it also runs once as soon as it starts.
 DRAIN_INTERVAL_SECONDS = 1.0
+# Non-Redis publishes: one immediate retry (a connection the broker dropped), as on Redis.
+INGEST_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
 class EnqueueFailed(Exception):
@@ -65,6 +70,8 @@ class CeleryQueue:
         self.celery_app = celery_app
         self._publisher: RedisPublisher | None = None
         self._publisher_pid: int | None = None
+        self._connection: Connection | None = None
+        self._connection_pid: int | None = None
 
     def enqueue(
         self, body: str, *, event_id: str, event_type: str | None, appointment_id: str | None
@@ -75,9 +82,17 @@ class CeleryQueue:
             if publisher is not None:
                 publisher.publish(body, argsrepr, event_id)
             else:
-                self.celery_app.send_task(
-                    PROCESS_WEBHOOK, args=[body], argsrepr=argsrepr, kwargsrepr="{}"
-                )
+                with self._producers().acquire(
+                    block=True, timeout=INGEST_PUBLISH_TIMEOUT_SECONDS
+                ) as producer:
+                    self.celery_app.send_task(
+                        PROCESS_WEBHOOK,
+                        args=[body],
+                        argsrepr=argsrepr,
+                        kwargsrepr="{}",
+                        producer=producer,
+                        retry_policy=INGEST_RETRY_POLICY,
+                    )
         except Exception as exc:  # any broker or transport failure means "not stored"
             raise EnqueueFailed(
                 f"broker did not take the message: {exc.__class__.__name__}"
@@ -95,6 +110,23 @@ class CeleryQueue:
             return
         with self.celery_app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=1)
+
+    def _producers(self) -> ProducerPool:
+        """This process's producers for a non-Redis broker, on connections bounded in time.
+
+        The embedded broker is a SQLite file: a publish waits for its write lock, by default
+        as long as a worker's fetch would (30 s). Ingest's connections wait at most
+        INGEST_PUBLISH_TIMEOUT_SECONDS per attempt, one retry, so a locked file means the
+        spool after about a second, as a hung Redis does.
+        """
+        if self._connection is None or self._connection_pid != os.getpid():
+            from workers.embedded_broker import BUSY_TIMEOUT_OPTION  # not needed with Redis
+
+            self._connection = self.celery_app.connection_for_write(
+                transport_options={BUSY_TIMEOUT_OPTION: INGEST_PUBLISH_TIMEOUT_SECONDS}
+            )
+            self._connection_pid = os.getpid()
+        return producers[self._connection]
 
     def _redis_publisher(self) -> RedisPublisher | None:
         """This process's publisher when the broker is Redis (rebuilt after a fork)."""

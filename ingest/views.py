@@ -104,7 +104,16 @@ def _read_body(limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while size < wanted:
-        data = stream.read(min(READ_CHUNK_BYTES, wanted - size))
+        try:
+            data = stream.read(min(READ_CHUNK_BYTES, wanted - size))
+        except OSError:
+            # The server cut off a body that trickled in past its read deadline (or the
+            # client went away): nothing to store, and the connection is closed after this.
+            raise IngestError(
+                408,
+                "request_timeout",
+                "the body did not arrive in time; send the whole request without pauses",
+            ) from None
         if not data:
             break
         chunks.append(data)

@@ -33,12 +33,17 @@ from sqlalchemy.orm import sessionmaker
 
 TRANSPORT = "workers.embedded_broker:Transport"
 ROW_ID = "engagehook_row_id"
+# How long an operation waits for the file's write lock unless the connection says otherwise
+# (transport option BUSY_TIMEOUT_OPTION): workers fetch and ack patiently; ingest passes a
+# short one so that its publish gives up in time and spools (ingest/queue.py).
+DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
+BUSY_TIMEOUT_OPTION = "busy_timeout"
 
 
-def _sqlite_engine(url: str) -> Any:
+def _sqlite_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Any:
     engine = create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
         hide_parameters=True,  # message bodies are payloads: never in an error text
     )
 
@@ -48,7 +53,7 @@ def _sqlite_engine(url: str) -> Any:
         # WAL lets the web process publish while workers fetch; FULL makes each commit durable.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     return engine
@@ -109,18 +114,23 @@ class Channel(kombu_sqla.Channel):
         with self._session_lock:
             return super()._purge(queue)
 
+    def _busy_timeout(self) -> float:
+        options = self.connection.client.transport_options
+        return float(options.get(BUSY_TIMEOUT_OPTION) or DEFAULT_BUSY_TIMEOUT_SECONDS)
+
     def _engine_from_config(self) -> Any:
-        return _sqlite_engine(self.connection.client.hostname)
+        return _sqlite_engine(self.connection.client.hostname, self._busy_timeout())
 
     def _open(self) -> Any:
-        url = self.connection.client.hostname
-        if url not in self._engines:
+        # One engine per file and busy timeout: a process may hold connections with both.
+        key = (self.connection.client.hostname, self._busy_timeout())
+        if key not in self._engines:
             with kombu_sqla._MUTEX:
-                if url not in self._engines:
+                if key not in self._engines:
                     engine = self._engine_from_config()
                     kombu_sqla.metadata.create_all(engine)
-                    self._engines[url] = engine, sessionmaker(bind=engine)
-        return self._engines[url]
+                    self._engines[key] = engine, sessionmaker(bind=engine)
+        return self._engines[key]
 
     def _get(self, queue: str) -> dict[str, Any]:  # type: ignore[override]
         with self._session_lock:

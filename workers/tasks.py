@@ -19,6 +19,7 @@ from handlers.hook_runner import Attempt
 from handlers.hook_runner import HookRunDeadLettered
 from handlers.hook_runner import attempt
 from handlers.hooks import registry as hook_registry
+from workers import broker_patches
 from workers import inflight
 from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_METRICS_PORT)
 from workers import sweeper  # noqa: F401  (starts the repair loop in worker main processes)
@@ -29,6 +30,9 @@ from workers.processing import body_fingerprint
 from workers.processing import process
 from workers.runtime import get_runtime
 from workers.validation import parse_event
+
+# A late ack after a Redis restart must not end the worker (see workers/broker_patches.py).
+broker_patches.install()
 
 logger = get_task_logger(__name__)
 

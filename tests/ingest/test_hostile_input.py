@@ -152,6 +152,37 @@ class TestWrongRequests:
         assert_json_error(response, 413)
         assert queue.bodies == []
 
+    def test_body_cut_off_by_the_server_gets_408_and_nothing_is_enqueued(self, client, queue):
+        response = client.post(
+            "/webhooks",
+            input_stream=_CutOff(),
+            content_type="application/json",
+            environ_overrides={"CONTENT_LENGTH": "1000"},
+        )
+        assert_json_error(response, 408, "request_timeout")
+        assert queue.bodies == []
+
+
+class _CutOff:
+    """A body stream that the server cut off (the read deadline passed) after a few bytes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(self, *args) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            return b'{"id": "e-1"'
+        raise TimeoutError("the request did not arrive within 10 s")
+
+    readline = read
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, *args) -> int:
+        return 0
+
 
 class _Unreadable:
     """A request body that fails the test if anyone reads it."""
