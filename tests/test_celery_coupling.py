@@ -18,6 +18,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import fakeredis
 import pytest
 import redis
 from celery import Celery
@@ -37,6 +38,7 @@ from workers import embedded_broker
 from workers import inflight
 from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
+from workers.celery_app import INFLIGHT_SINCE
 from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import celery_config
 
@@ -214,22 +216,10 @@ class TestKombuRedisInternals:
 
     def test_the_in_flight_registry_reads_the_header_the_publisher_writes(self):
         raw = json.dumps({"headers": {EVENT_ID_HEADER: "e-1"}}).encode()
-        client = _OneMessageQueue(raw, since=12.5)
+        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        client.lpush(EVENTS_QUEUE, raw)
+        client.zadd(INFLIGHT_SINCE, {"e-1": 12.5})
         assert inflight._oldest_queued_since(client) == 12.5
-
-
-class _OneMessageQueue:
-    """A broker holding one message whose publish time the in-flight registry recorded."""
-
-    def __init__(self, raw: bytes, since: float) -> None:
-        self.raw, self.since = raw, since
-
-    def lindex(self, key: str, index: int) -> bytes:
-        assert (key, index) == (EVENTS_QUEUE, -1)
-        return self.raw
-
-    def zscore(self, key: str, member: str) -> float:
-        return self.since
 
 
 class TestKombuSqlalchemyInternals:
