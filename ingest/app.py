@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from engagehook.config import Settings
+from core.config import Settings
 
 
 def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> Flask:

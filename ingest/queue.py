@@ -19,12 +19,12 @@ from kombu import Connection
 from kombu.pools import ProducerPool
 from kombu.pools import producers
 
+from core.names import INGEST_PUBLISH_TIMEOUT_SECONDS
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from ingest.publisher import RedisPublisher
 from ingest.spool import Spool
 from ingest.spool import SpoolFull
-from workers.celery_app import INGEST_PUBLISH_TIMEOUT_SECONDS
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 from tests.test_compose import variables_settings_reads
 
 OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"

@@ -23,11 +23,11 @@ from prometheus_client import Histogram
 from prometheus_client import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from engagehook.build import BuildInfoCollector
+from core.build import BuildInfoCollector
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers.events import EVENT_TYPES
 from handlers.hook_runner import HookRunDeadLettered
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 
 logger = logging.getLogger(__name__)
 

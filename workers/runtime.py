@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.hooks import HookRegistry
 from handlers.hooks import registry as default_registry
 from handlers.store import Store

@@ -20,13 +20,13 @@ from celery import Celery
 from celery.signals import worker_ready
 from celery.signals import worker_shutdown
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENT_ID_HEADER
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers import hook_outbox
 from handlers.store import Store
 from workers import inflight
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 from workers.retention import RetentionSchedule
 from workers.retention import redis_claim
 

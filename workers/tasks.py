@@ -12,6 +12,8 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_init
 from celery.utils.log import get_task_logger
 
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers import hook_outbox
 from handlers.errors import TransientError
 from handlers.hook_event import HookEvent
@@ -23,8 +25,6 @@ from workers import broker_patches
 from workers import inflight
 from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_METRICS_PORT)
 from workers import sweeper  # noqa: F401  (starts the repair loop in worker main processes)
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 from workers.celery_app import app
 from workers.processing import body_fingerprint
 from workers.processing import process

@@ -336,6 +336,6 @@ def install_celery_logging() -> None:
     from celery.signals import setup_logging
     from celery.signals import task_prerun
 
-    celeryd_init.connect(_on_celeryd_init, weak=False, dispatch_uid="engagehook.logs.init")
-    setup_logging.connect(_on_celery_setup_logging, weak=False, dispatch_uid="engagehook.logs")
-    task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="engagehook.logs.prerun")
+    celeryd_init.connect(_on_celeryd_init, weak=False, dispatch_uid="core.logs.init")
+    setup_logging.connect(_on_celery_setup_logging, weak=False, dispatch_uid="core.logs")
+    task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="core.logs.prerun")
