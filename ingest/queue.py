@@ -25,6 +25,7 @@ from core.names import RUN_HOOK
 from ingest.publisher import RedisPublisher
 from ingest.spool import Spool
 from ingest.spool import SpoolFull
+from workers.celery_app import settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class CeleryQueue:
 
     def _redis_publisher(self) -> RedisPublisher | None:
         """This process's publisher when the broker is Redis (rebuilt after a fork)."""
-        settings = getattr(self.celery_app.conf, "engagehook_settings", None)
+        settings = settings_of(self.celery_app)
         if settings is None or settings.redis_url is None:
             return None
         if self._publisher is None or self._publisher_pid != os.getpid():

@@ -1,7 +1,10 @@
 """The Celery app: the one module that ingest, the worker, Flower and plain `celery -A` point at.
 
 It never imports the tasks (they are named by string in ``include``), so ingest can publish
-by task name without loading marshmallow, the store or the handlers.
+by task name without loading marshmallow, the store or the handlers. Importing it builds no
+app: ``create_celery_app(settings)`` builds one, and the module attribute ``app`` (``celery``
+too) is built from the environment on first use, which is how ``celery -A workers.celery_app``
+finds it.
 """
 
 from __future__ import annotations
@@ -84,14 +87,35 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def create_celery_app(settings: Settings) -> Celery:
+class EngagehookCelery(Celery):
+    """A Celery app that knows the settings it was built from (see ``settings_of``)."""
+
+    settings: Settings
+
+
+def create_celery_app(settings: Settings) -> EngagehookCelery:
     """Build the Celery app for ``settings``; tasks are found by module name."""
-    app = Celery("engagehook", include=["workers.tasks"])
+    app = EngagehookCelery("engagehook", include=["workers.tasks"])
     app.conf.update(celery_config(settings))
-    app.conf.engagehook_settings = settings
+    app.settings = settings
+    # Workers log JSON lines with the event's identifiers (see core/logs.py).
+    install_celery_logging(settings.log_level)
     return app
 
 
-app = create_celery_app(Settings.from_env(os.environ))
-# Workers log JSON lines with the event's identifiers (see core/logs.py).
-install_celery_logging()
+def settings_of(app: object) -> Settings | None:
+    """The settings ``app`` was built from; None for an app ``create_celery_app`` did not build."""
+    return app.settings if isinstance(app, EngagehookCelery) else None
+
+
+_app: EngagehookCelery | None = None
+
+
+def __getattr__(name: str) -> EngagehookCelery:
+    """``app`` and ``celery``: the process's app, built from the environment on first use."""
+    global _app
+    if name not in ("app", "celery"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_celery_app(Settings.from_env(os.environ))
+    return _app
