@@ -49,3 +49,6 @@ PUBLISH_TIMEOUT_SECONDS = 1.0
 # about 5 ms, a SIGSTOPped (hung) one in about 1 s; with Celery's default retry policy a hung
 # broker cost 4 s, longer than the sender waits. The spool takes what the broker did not.
 INGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
+# The embedded (SQLite) broker's transport option for how long an operation waits for the
+# file's write lock (workers/embedded_broker.py); ingest passes a short one (ingest/queue.py).
+BUSY_TIMEOUT_OPTION = "busy_timeout"

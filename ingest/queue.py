@@ -19,6 +19,7 @@ from kombu import Connection
 from kombu.pools import ProducerPool
 from kombu.pools import producers
 
+from core.names import BUSY_TIMEOUT_OPTION
 from core.names import INGEST_PUBLISH_TIMEOUT_SECONDS
 from core.names import PROCESS_WEBHOOK
 from core.names import RUN_HOOK
@@ -121,8 +122,6 @@ class CeleryQueue:
         spool after about a second, as a hung Redis does.
         """
         if self._connection is None or self._connection_pid != os.getpid():
-            from workers.embedded_broker import BUSY_TIMEOUT_OPTION  # not needed with Redis
-
             self._connection = self.celery_app.connection_for_write(
                 transport_options={BUSY_TIMEOUT_OPTION: INGEST_PUBLISH_TIMEOUT_SECONDS}
             )
