@@ -22,6 +22,7 @@ RUN mkdir -p engagehook ingest workers handlers \
     && /opt/engagehook/bin/pip install -c requirements.lock . \
     && /opt/engagehook/bin/pip uninstall --yes engagehook
 COPY README.md ./
+COPY core ./core
 COPY engagehook ./engagehook
 COPY ingest ./ingest
 COPY workers ./workers

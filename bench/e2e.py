@@ -33,7 +33,7 @@ from bench.support import wait_until
 from bench.workload import Delivery
 from bench.workload import Workload
 from bench.workload import generate
-from workers.celery_app import EVENTS_QUEUE
+from core.names import EVENTS_QUEUE
 
 EVENTS = 20_000
 APPOINTMENTS = 2_000

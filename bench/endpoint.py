@@ -25,9 +25,9 @@ from bench.support import free_port
 from bench.support import start
 from bench.support import stop
 from bench.support import wait_http_ok
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
 from ingest import gunicorn_conf
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
 
 # Exactly what `engagehook web` passes to gunicorn (engagehook/cli.py, cmd_web).
 WEB_WORKERS = 2

@@ -10,7 +10,7 @@ import os
 
 from celery import Celery
 
-from engagehook.config import Settings
+from core.config import Settings
 from workers.celery_app import celery_config
 
 NOOP_TASK = "bench.noop"

@@ -107,7 +107,7 @@ def check_postgres() -> None:
 
 
 def _masked(url: str) -> str:
-    from engagehook.config import _mask_url
+    from core.config import _mask_url
 
     return _mask_url(url)
 

@@ -34,12 +34,12 @@ from bench.support import wait_until
 from bench.support import with_application_name
 from bench.workload import Delivery
 from bench.workload import generate
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import PROCESS_WEBHOOK
 from ingest.publisher import RedisPublisher
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import create_celery_app
 
 STAGING_KEY = "bench.staging"

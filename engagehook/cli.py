@@ -13,8 +13,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 
 DEFAULT_PORT = 8000
 # Flower keeps task history in memory; its default of 100,000 tasks grows without need.
@@ -40,7 +40,7 @@ def _warn_if_open(settings: Settings) -> None:
 
 def _start_role(role: str, settings: Settings) -> None:
     """Log JSON lines from here on and give the role's processes a metrics directory."""
-    from engagehook import logs
+    from core import logs
 
     logs.configure(role, settings.log_level)
     _prepare_metrics_dir(settings, role)
@@ -242,7 +242,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             args.concurrency, hook_concurrency, settings.worker_metrics_port
         )
         return serve.supervise(commands, give_up_at_start=True)
-    from workers.celery_app import WORKER_ROLES
+    from core.names import WORKER_ROLES
 
     # --quiet: no banner, so every line the worker writes is a JSON log line.
     argv = [
@@ -270,7 +270,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     settings = _settings()
-    from engagehook import logs
+    from core import logs
 
     logs.configure("flower", settings.log_level)
     if settings.embedded:
@@ -281,7 +281,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
     # up in the process list.
     # `celery flower`, with JSON logging installed first: tornado then adds no handler of its own.
     boot = (
-        "import sys; from engagehook import logs; logs.configure('flower', sys.argv.pop(1)); "
+        "import sys; from core import logs; logs.configure('flower', sys.argv.pop(1)); "
         "from celery.__main__ import main; sys.exit(main())"
     )
     argv = [

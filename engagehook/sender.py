@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from engagehook.logs import redact
+from core.logs import redact
 from ingest.auth import SIGNATURE_HEADER
 from ingest.auth import sign
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from engagehook.config import Settings
+from core.config import Settings
 
 logger = logging.getLogger("engagehook.serve")
 

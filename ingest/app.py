@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from engagehook.config import Settings
+from core.config import Settings
 
 
 def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> Flask:
@@ -33,10 +33,11 @@ def create_app(test_config: Mapping[str, str] | None = None, *, queue=None) -> F
     if queue is None:
         from ingest.queue import SpoolingQueue
         from ingest.spool import Spool
-        from workers.celery_app import app as celery_app
-        from workers.celery_app import create_celery_app
+        from workers import celery_app
 
-        celery = celery_app if test_config is None else create_celery_app(settings)
+        # The environment's app (the one `celery -A` finds) serves a real process; a test
+        # config gets its own, built from that config alone.
+        celery = celery_app.app if test_config is None else celery_app.create_celery_app(settings)
         # While the broker cannot take a payload it waits in the spool on local disk.
         queue = SpoolingQueue(
             CeleryQueue(celery), Spool(settings.spool_dir, settings.spool_max_bytes)

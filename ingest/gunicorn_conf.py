@@ -9,7 +9,7 @@ import os
 
 from gunicorn.glogging import Logger
 
-from engagehook import logs
+from core import logs
 
 # The app logs every request to this path itself, with the webhook's identifiers
 # (ingest/metrics.py): an access line too would double the log volume of the busiest route.

@@ -33,11 +33,11 @@ from prometheus_client import generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from engagehook import logs
-from engagehook.build import build_info
-from engagehook.config import Settings
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import HOOKS_QUEUE
+from core import logs
+from core.build import build_info
+from core.config import Settings
+from core.names import EVENTS_QUEUE
+from core.names import HOOKS_QUEUE
 
 EXTENSION_KEY = "engagehook.metrics"
 # The dead-letter reason of a payload whose entity is not Appointment (workers/validation.py).

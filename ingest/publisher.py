@@ -23,10 +23,10 @@ from celery.utils.time import utcoffset
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import pack_inflight_body
+from core.names import EVENT_ID_HEADER
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import pack_inflight_body
 
 # The worker decodes task and event bodies the way kombu encoded them (kombu's default).
 BODY_ENCODING = "base64"

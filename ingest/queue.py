@@ -19,12 +19,14 @@ from kombu import Connection
 from kombu.pools import ProducerPool
 from kombu.pools import producers
 
+from core.names import BUSY_TIMEOUT_OPTION
+from core.names import INGEST_PUBLISH_TIMEOUT_SECONDS
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from ingest.publisher import RedisPublisher
 from ingest.spool import Spool
 from ingest.spool import SpoolFull
-from workers.celery_app import INGEST_PUBLISH_TIMEOUT_SECONDS
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
+from workers.celery_app import settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +122,6 @@ class CeleryQueue:
         spool after about a second, as a hung Redis does.
         """
         if self._connection is None or self._connection_pid != os.getpid():
-            from workers.embedded_broker import BUSY_TIMEOUT_OPTION  # not needed with Redis
-
             self._connection = self.celery_app.connection_for_write(
                 transport_options={BUSY_TIMEOUT_OPTION: INGEST_PUBLISH_TIMEOUT_SECONDS}
             )
@@ -130,7 +130,7 @@ class CeleryQueue:
 
     def _redis_publisher(self) -> RedisPublisher | None:
         """This process's publisher when the broker is Redis (rebuilt after a fork)."""
-        settings = getattr(self.celery_app.conf, "engagehook_settings", None)
+        settings = settings_of(self.celery_app)
         if settings is None or settings.redis_url is None:
             return None
         if self._publisher is None or self._publisher_pid != os.getpid():

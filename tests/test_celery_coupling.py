@@ -28,7 +28,11 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.transport import virtual
 from kombu.transport.sqlalchemy import models as kombu_models
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENT_ID_HEADER
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_SINCE
+from core.names import PROCESS_WEBHOOK
 from ingest import metrics as ingest_metrics
 from ingest.publisher import EMBED
 from ingest.publisher import RedisPublisher
@@ -36,10 +40,6 @@ from tests.builders import body
 from tests.builders import load_payload
 from workers import embedded_broker
 from workers import inflight
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import celery_config
 
 ARGSREPR = "(event_id='e-1', eventType='CREATE', appointment_id='a-1')"

@@ -54,7 +54,7 @@ class TestDeadLetterInspection:
     def filled(self, env, monkeypatch):
         monkeypatch.setenv("ENGAGEHOOK_DATA_DIR", env["ENGAGEHOOK_DATA_DIR"])
         monkeypatch.setenv("VALIDATION_MODE", "strict")
-        from engagehook.config import Settings
+        from core.config import Settings
 
         settings = Settings.from_env(env)
         settings.ensure_dirs()

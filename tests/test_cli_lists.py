@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from core.config import Settings
 from engagehook.cli import main
-from engagehook.config import Settings
 from handlers import HANDLERS
 from handlers.store import Store
 from tests.handlers.builders import dead_letter_hook_run

@@ -29,8 +29,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from core.config import Settings
 from engagehook.cli import build_parser
-from engagehook.config import Settings
 from tests.processes import free_port
 from tests.processes import start
 from tests.processes import stop

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 from tests.test_compose import variables_settings_reads
 
 OPERATIONS = Path(__file__).resolve().parents[1] / "docs" / "operations.md"
@@ -142,14 +142,14 @@ class TestRetryWaitsFitTheVisibilityTimeout:
         # Imported here, not at collection: registering the tasks early changes other tests.
         from workers import tasks
 
-        before = tasks.app.conf.engagehook_settings
+        before = tasks.app.settings
 
         def use(timeout: int):
-            tasks.app.conf.engagehook_settings = Settings(visibility_timeout=timeout)
+            tasks.app.settings = Settings(visibility_timeout=timeout)
             return tasks
 
         yield use
-        tasks.app.conf.engagehook_settings = before
+        tasks.app.settings = before
 
     @pytest.mark.parametrize("timeout", [10, 60, 121, 300])
     def test_every_event_and_hook_wait_is_at_most_half_the_timeout(self, timeout, timeout_of):
@@ -166,3 +166,40 @@ class TestRetryWaitsFitTheVisibilityTimeout:
             for _ in range(200)
         ]
         assert min(schedules) >= 45
+
+
+class TestOnlyTheEnvironmentsOwnAppReadsIt:
+    """Issue 13: importing a name or building a test-config app reads no environment."""
+
+    BROKEN = {**os.environ, "VISIBILITY_TIMEOUT": "abc"}
+
+    def run(self, code: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=self.BROKEN,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=120,
+        )
+
+    def test_a_test_config_app_ignores_a_broken_environment(self, tmp_path):
+        config = {"ENGAGEHOOK_DATA_DIR": str(tmp_path)}
+        code = (
+            "from ingest.app import create_app\n"
+            f"app = create_app({config!r})\n"
+            "print(app.test_client().get('/healthz').status_code)\n"
+        )
+        done = self.run(code)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "200"
+
+    def test_importing_the_celery_app_module_builds_no_app(self):
+        done = self.run("import workers.celery_app as m; print(m._app is None)")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == "True"
+
+    def test_the_environments_app_is_built_on_first_use_and_refuses_a_bad_value(self):
+        done = self.run("import workers.celery_app as m; m.app")
+        assert done.returncode != 0
+        assert "VISIBILITY_TIMEOUT" in done.stderr

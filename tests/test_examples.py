@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import handlers.hooks
-from engagehook.config import Settings
+from core.config import Settings
 from handlers import HANDLERS
 from handlers.hooks import HookRegistry
 from tests.handlers.builders import from_payload

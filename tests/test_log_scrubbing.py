@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from engagehook import logs
+from core import logs
 from handlers.store import make_engine
 
 CANARY = "Canary-Zwanette-Vandersmissen"

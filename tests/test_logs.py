@@ -15,7 +15,7 @@ import httpx
 import pytest
 from gunicorn.config import Config
 
-from engagehook import logs
+from core import logs
 from ingest.gunicorn_conf import JsonLogger
 from tests.builders import EXAMPLE_FILES
 from tests.builders import body

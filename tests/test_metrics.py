@@ -10,7 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers.hook_runner import HookRunDeadLettered
 from handlers.store import Store
 from ingest import metrics as ingest_metrics
@@ -30,8 +32,6 @@ from tests.processes import stop
 from tests.processes import wait_http_ok
 from tests.processes import wait_until
 from workers import metrics as worker_metrics
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 from workers.celery_app import create_celery_app
 
 JSON = {"Content-Type": "application/json"}
@@ -502,7 +502,7 @@ class TestOldestPendingAndBuildInfo:
 
         import redis
 
-        from workers.celery_app import INFLIGHT_SINCE
+        from core.names import INFLIGHT_SINCE
 
         client = create_app({**env, "REDIS_URL": redis_url}, queue=queue).test_client()
         broker = redis.Redis.from_url(redis_url)
@@ -517,7 +517,7 @@ class TestOldestPendingAndBuildInfo:
     def test_web_serves_build_info(self, client):
         import platform
 
-        from engagehook.build import version
+        from core.build import version
 
         text = scrape(client)
         labels = {"version": version(), "python": platform.python_version(), "role": "web"}

@@ -20,7 +20,9 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers.store import Store
 from ingest.app import create_app
 from ingest.queue import SpoolingQueue
@@ -30,8 +32,6 @@ from tests.builders import load_payload
 from tests.fakes import SwitchableQueue
 from tests.fakes import UnreachableQueue
 from workers import metrics as worker_metrics
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "deploy" / "monitoring"

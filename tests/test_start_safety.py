@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from alembic.migration import MigrationContext
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 from handlers.migrate import upgrade
 from handlers.store import Store
 

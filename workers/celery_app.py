@@ -1,59 +1,25 @@
 """The Celery app: the one module that ingest, the worker, Flower and plain `celery -A` point at.
 
 It never imports the tasks (they are named by string in ``include``), so ingest can publish
-by task name without loading marshmallow, the store or the handlers.
+by task name without loading marshmallow, the store or the handlers. Importing it builds no
+app: ``create_celery_app(settings)`` builds one, and the module attribute ``app`` (``celery``
+too) is built from the environment on first use, which is how ``celery -A workers.celery_app``
+finds it.
 """
 
 from __future__ import annotations
 
 import os
-import zlib
 
 from celery import Celery
 
-from engagehook.config import Settings
-from engagehook.logs import install_celery_logging
+from core.config import Settings
+from core.logs import install_celery_logging
+from core.names import EVENTS_QUEUE
+from core.names import HOOKS_QUEUE
+from core.names import PUBLISH_TIMEOUT_SECONDS
+from core.names import RUN_HOOK
 
-PROCESS_WEBHOOK = "workers.process_webhook"
-RUN_HOOK = "workers.run_hook"
-EVENTS_QUEUE = "engagehook"
-# Redis mode: ingest keeps each published body here until a worker recorded its outcome, so a
-# message lost between kombu's BRPOP and its unacked bookkeeping is found and republished
-# (see workers/inflight.py). The header names the event inside the queued message.
-INFLIGHT_BODIES = "engagehook.inflight"
-INFLIGHT_SINCE = "engagehook.inflight.since"
-EVENT_ID_HEADER = "engagehook_event_id"
-
-
-def pack_inflight_body(body: str) -> bytes:
-    """The in-flight copy of a body, zlib-compressed: it only waits in Redis memory for recovery.
-
-    A webhook's JSON shrinks to about a fifth, so a queued event costs Redis its message and a
-    small copy rather than two full bodies (see docs/operations.md, sizing Redis).
-    """
-    return zlib.compress(body.encode("utf-8"), 1)
-
-
-def unpack_inflight_body(raw: bytes) -> str:
-    """The body back from its in-flight copy (also a plain JSON copy an older ingest wrote)."""
-    if raw[:1] in (b"{", b"["):
-        return raw.decode("utf-8")
-    return zlib.decompress(raw).decode("utf-8")
-
-
-HOOKS_QUEUE = "engagehook.hooks"
-# The worker roles and the queues each consumes: events and user hooks never share a pool, so
-# a hook that hangs or crashes cannot hold up the store (`engagehook worker --events-only` /
-# `--hooks-only`; plain `engagehook worker` and `serve` run one of each).
-WORKER_ROLES: dict[str, tuple[str, ...]] = {"events": (EVENTS_QUEUE,), "hooks": (HOOKS_QUEUE,)}
-# Bounds every publish: the sender gives up after 3 s, so ingest must know well before that
-# whether the broker took the message (and spool it otherwise).
-PUBLISH_TIMEOUT_SECONDS = 1.0
-# Ingest's own publishes (ingest/publisher.py): each socket operation at most this long, with
-# one immediate retry. Measured against a private redis-server: a refused connection fails in
-# about 5 ms, a SIGSTOPped (hung) one in about 1 s; with Celery's default retry policy a hung
-# broker cost 4 s, longer than the sender waits. The spool takes what the broker did not.
-INGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
 # kombu's SQLAlchemy transport with real acks (see workers/embedded_broker.py), by class path
 # so that importing this module does not import the transport.
 EMBEDDED_TRANSPORT = "workers.embedded_broker:Transport"
@@ -121,14 +87,35 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def create_celery_app(settings: Settings) -> Celery:
+class EngagehookCelery(Celery):
+    """A Celery app that knows the settings it was built from (see ``settings_of``)."""
+
+    settings: Settings
+
+
+def create_celery_app(settings: Settings) -> EngagehookCelery:
     """Build the Celery app for ``settings``; tasks are found by module name."""
-    app = Celery("engagehook", include=["workers.tasks"])
+    app = EngagehookCelery("engagehook", include=["workers.tasks"])
     app.conf.update(celery_config(settings))
-    app.conf.engagehook_settings = settings
+    app.settings = settings
+    # Workers log JSON lines with the event's identifiers (see core/logs.py).
+    install_celery_logging(settings.log_level)
     return app
 
 
-app = create_celery_app(Settings.from_env(os.environ))
-# Workers log JSON lines with the event's identifiers (see engagehook/logs.py).
-install_celery_logging()
+def settings_of(app: object) -> Settings | None:
+    """The settings ``app`` was built from; None for an app ``create_celery_app`` did not build."""
+    return app.settings if isinstance(app, EngagehookCelery) else None
+
+
+_app: EngagehookCelery | None = None
+
+
+def __getattr__(name: str) -> EngagehookCelery:
+    """``app`` and ``celery``: the process's app, built from the environment on first use."""
+    global _app
+    if name not in ("app", "celery"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _app is None:
+        _app = create_celery_app(Settings.from_env(os.environ))
+    return _app

@@ -31,13 +31,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
+from core.names import BUSY_TIMEOUT_OPTION
+
 TRANSPORT = "workers.embedded_broker:Transport"
 ROW_ID = "engagehook_row_id"
 # How long an operation waits for the file's write lock unless the connection says otherwise
 # (transport option BUSY_TIMEOUT_OPTION): workers fetch and ack patiently; ingest passes a
 # short one so that its publish gives up in time and spools (ingest/queue.py).
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
-BUSY_TIMEOUT_OPTION = "busy_timeout"
 
 
 def _sqlite_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Any:

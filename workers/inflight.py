@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 import orjson
 import redis
 
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import unpack_inflight_body
+from core.names import EVENT_ID_HEADER
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import unpack_inflight_body
 
 if TYPE_CHECKING:  # ingest reads oldest_since for /metrics and must not load the store
     from handlers.store import Store

@@ -23,11 +23,12 @@ from prometheus_client import Histogram
 from prometheus_client import start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from engagehook.build import BuildInfoCollector
+from core.build import BuildInfoCollector
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers.events import EVENT_TYPES
 from handlers.hook_runner import HookRunDeadLettered
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
+from workers.celery_app import settings_of
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,6 @@ def serve(port: int, host: str = "0.0.0.0") -> bool:
 
 @worker_ready.connect
 def _on_worker_ready(sender=None, **_kwargs: object) -> None:
-    settings = getattr(getattr(sender, "app", None), "conf", {}).get("engagehook_settings")
+    settings = settings_of(getattr(sender, "app", None))
     if settings is not None and settings.worker_metrics_port:
         serve(settings.worker_metrics_port)

@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from engagehook import logs
+from core import logs
 from handlers import HANDLERS
 from handlers.errors import PermanentError
 from handlers.errors import TransientError

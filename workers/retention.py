@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from engagehook.config import Settings
+from core.config import Settings
 
 if TYPE_CHECKING:
     import redis

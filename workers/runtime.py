@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import redis
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.hooks import HookRegistry
 from handlers.hooks import registry as default_registry
 from handlers.store import Store
+from workers.celery_app import settings_of
 
 
 @dataclass
@@ -48,6 +49,14 @@ def get_runtime(settings: Settings) -> WorkerRuntime:
     if _runtime is None:
         _runtime = build_runtime(settings)
     return _runtime
+
+
+def runtime_for(app: object) -> WorkerRuntime:
+    """The runtime of this process, built from the settings of the Celery app running the task."""
+    settings = settings_of(app)
+    if settings is None:
+        raise RuntimeError("the task runs on a Celery app create_celery_app did not build")
+    return get_runtime(settings)
 
 
 def set_runtime(runtime: WorkerRuntime | None) -> None:

@@ -20,13 +20,14 @@ from celery import Celery
 from celery.signals import worker_ready
 from celery.signals import worker_shutdown
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENT_ID_HEADER
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers import hook_outbox
 from handlers.store import Store
 from workers import inflight
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
+from workers.celery_app import settings_of
 from workers.retention import RetentionSchedule
 from workers.retention import redis_claim
 
@@ -114,7 +115,9 @@ def _loop(settings: Settings, celery_app: Celery) -> None:
 @worker_ready.connect
 def _start(sender=None, **kwargs) -> None:
     celery_app = sender.app
-    settings = celery_app.conf.engagehook_settings
+    settings = settings_of(celery_app)
+    if settings is None:
+        return  # not a worker of create_celery_app's: nothing of ours to repair
     threading.Thread(
         target=_loop, args=(settings, celery_app), name="engagehook-sweeper", daemon=True
     ).start()

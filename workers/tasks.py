@@ -8,10 +8,13 @@ import time
 from datetime import timedelta
 
 import redis
+from celery import Task
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_init
 from celery.utils.log import get_task_logger
 
+from core.names import PROCESS_WEBHOOK
+from core.names import RUN_HOOK
 from handlers import hook_outbox
 from handlers.errors import TransientError
 from handlers.hook_event import HookEvent
@@ -23,12 +26,12 @@ from workers import broker_patches
 from workers import inflight
 from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_METRICS_PORT)
 from workers import sweeper  # noqa: F401  (starts the repair loop in worker main processes)
-from workers.celery_app import PROCESS_WEBHOOK
-from workers.celery_app import RUN_HOOK
 from workers.celery_app import app
+from workers.celery_app import settings_of
 from workers.processing import body_fingerprint
 from workers.processing import process
-from workers.runtime import get_runtime
+from workers.runtime import WorkerRuntime
+from workers.runtime import runtime_for
 from workers.validation import parse_event
 
 # A late ack after a Redis restart must not end the worker (see workers/broker_patches.py).
@@ -53,7 +56,7 @@ def backoff_countdown(retries: int, base: float) -> float:
     ceiling = min(RETRY_BACKOFF_MAX, base * 2 ** (retries + 1))
     # A retry held by a worker longer than VISIBILITY_TIMEOUT is delivered a second time, and
     # each copy then retries on its own: no wait may come near it.
-    ceiling = min(ceiling, app.conf.engagehook_settings.retry_wait_limit)
+    ceiling = min(ceiling, app.settings.retry_wait_limit)
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -70,15 +73,15 @@ def describe(event_id: str, event_type: str | None, appointment_id: str | None) 
 @app.task(name=PROCESS_WEBHOOK, bind=True, max_retries=EVENT_MAX_RETRIES)
 def process_webhook(self, body: str) -> str:
     """Parse → validate → deduplicate → order → handle → store → queue hooks."""
+    runtime = runtime_for(self.app)
     # Raises Retry while the event has no outcome yet; otherwise the store holds one.
-    label, event_id = _process_webhook(self, body)
-    _forget_inflight(event_id)
+    label, event_id = _process_webhook(self, runtime, body)
+    _forget_inflight(runtime, event_id)
     return label
 
 
-def _forget_inflight(event_id: str) -> None:
+def _forget_inflight(runtime: WorkerRuntime, event_id: str) -> None:
     """The store holds this event's outcome: drop it from the in-flight registry (Redis mode)."""
-    runtime = get_runtime(app.conf.engagehook_settings)
     if runtime.broker_redis is None:
         return
     try:
@@ -87,9 +90,8 @@ def _forget_inflight(event_id: str) -> None:
         pass  # the sweeper finds the outcome in the store and forgets it then
 
 
-def _watch_inflight_from(event_id: str, due: float) -> None:
+def _watch_inflight_from(runtime: WorkerRuntime, event_id: str, due: float) -> None:
     """A retry is queued: the sweeper must not republish the event before the retry is due."""
-    runtime = get_runtime(app.conf.engagehook_settings)
     if runtime.broker_redis is None:
         return
     try:
@@ -98,15 +100,14 @@ def _watch_inflight_from(event_id: str, due: float) -> None:
         pass  # at worst the sweeper republishes once; the store takes the event id once
 
 
-def _process_webhook(self, body: str) -> tuple[str, str]:
+def _process_webhook(self, runtime: WorkerRuntime, body: str) -> tuple[str, str]:
     """The outcome label and the event id it was recorded under."""
-    runtime = get_runtime(app.conf.engagehook_settings)
     try:
         outcome = process(body, runtime.store, runtime.registry, runtime.settings.validation_mode)
     except TransientError as exc:
-        return _retry_or_give_up(self, body, exc)
+        return _retry_or_give_up(self, runtime, body, exc)
     except Exception as exc:  # noqa: BLE001 - a bug must not ack away an unrecorded event
-        return _dead_letter_unexpected(self, body, exc)
+        return _dead_letter_unexpected(self, runtime, body, exc)
     for run_id in outcome.hook_run_ids:
         try:
             run_hook.apply_async(args=[run_id], argsrepr=f"(hook_run={run_id})")
@@ -118,8 +119,9 @@ def _process_webhook(self, body: str) -> tuple[str, str]:
     return outcome.label, outcome.event_id
 
 
-def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
-    runtime = get_runtime(app.conf.engagehook_settings)
+def _retry_or_give_up(
+    task, runtime: WorkerRuntime, body: str, exc: TransientError
+) -> tuple[str, str]:
     ids = _identifiers(body)
     if task.request.retries >= task.max_retries:
         reason = f"gave up after {task.request.retries} retries: {exc}"
@@ -146,15 +148,16 @@ def _retry_or_give_up(task, body: str, exc: TransientError) -> tuple[str, str]:
     except Exception as not_noted:  # noqa: BLE001 - the retry below is what matters
         logger.warning("retry of event %s not noted: %s", ids[0], not_noted.__class__.__name__)
     countdown = retry_countdown(task.request.retries)
-    _watch_inflight_from(ids[0], time.time() + countdown)
+    _watch_inflight_from(runtime, ids[0], time.time() + countdown)
     raise task.retry(exc=exc, countdown=countdown, argsrepr=_argsrepr(task))
 
 
-def _dead_letter_unexpected(task, body: str, exc: Exception) -> tuple[str, str]:
+def _dead_letter_unexpected(
+    task, runtime: WorkerRuntime, body: str, exc: Exception
+) -> tuple[str, str]:
     """Keep the body of an event whose processing hit a bug, with the reason, for replay."""
     # The class only: database errors quote their parameters, which may be personal data.
     logger.error("processing failed unexpectedly: %s", exc.__class__.__name__)
-    runtime = get_runtime(app.conf.engagehook_settings)
     ids = _identifiers(body)
     reason = f"worker error: {exc.__class__.__name__}: {exc}"
     try:
@@ -205,15 +208,15 @@ def _identifiers(body: str) -> tuple[str, str | None, str | None]:
     return event.id, event.event_type, event.appointment_id
 
 
-class HookTask(app.Task):
+class HookTask(Task):
     """The run_hook task class: gives a hook run killed at the hard time limit another go."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called in the worker's main process when the hard limit killed the child. The message
         # is acknowledged by then; come back once the killed attempt's lease is over, when the
         # next claim counts it and starts the next attempt (or dead-letters the run).
-        if isinstance(exc, TimeLimitExceeded) and args:
-            settings = self.app.conf.engagehook_settings
+        settings = settings_of(self.app)
+        if isinstance(exc, TimeLimitExceeded) and args and settings is not None:
             self.apply_async(
                 args=list(args),
                 countdown=settings.hook_lease_seconds,
@@ -224,7 +227,7 @@ class HookTask(app.Task):
 @app.task(name=RUN_HOOK, bind=True, base=HookTask, max_retries=None)
 def run_hook(self, run_id: int) -> str:
     """One attempt of one user hook run; a failure retries with backoff, then dead-letters."""
-    runtime = get_runtime(app.conf.engagehook_settings)
+    runtime = runtime_for(self.app)
     settings = runtime.settings
     held = hook_outbox.claim(
         runtime.store,
@@ -302,7 +305,9 @@ def _attempt(runtime, held: hook_outbox.HookClaim) -> Attempt:
 @worker_init.connect
 def load_hooks_or_refuse_to_start(sender=None, **kwargs) -> None:
     """Stop a worker whose user hooks cannot be loaded before it takes (and acks) any event."""
-    settings = sender.app.conf.engagehook_settings
+    settings = settings_of(sender.app)
+    if settings is None:
+        return  # a worker of an app create_celery_app did not build runs none of our tasks
     try:
         # In the main process, before the fork: children inherit the imported hooks.
         hook_registry.load(settings.hook_modules)

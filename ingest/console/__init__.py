@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Flask
 
-from engagehook.config import Settings
+from core.config import Settings
 
 bp = Blueprint(
     "console",

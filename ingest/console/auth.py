@@ -23,7 +23,7 @@ from flask import session
 from flask import url_for
 from flask.sessions import SecureCookieSessionInterface
 
-from engagehook.config import Settings
+from core.config import Settings
 from ingest.console import bp
 from ingest.errors import IngestError
 

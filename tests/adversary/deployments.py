@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.store import FINAL_STATES
 from handlers.store import Store
 from tests import services

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.store import Store
 from tests.builders import body
 from tests.builders import envelope

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import INFLIGHT_BODIES
 from handlers.store import Store
 from tests.builders import body
 from tests.builders import envelope
@@ -19,7 +20,6 @@ from tests.processes import cli_json
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
-from workers.celery_app import INFLIGHT_BODIES
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.errors import TransientError
 from handlers.hooks import HookRegistry
 from handlers.store import Store

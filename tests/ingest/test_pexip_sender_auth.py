@@ -7,8 +7,8 @@ import hmac
 
 import pytest
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 from ingest import auth
 from ingest.app import create_app
 from tests.builders import body

@@ -11,17 +11,17 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENT_ID_HEADER
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import PROCESS_WEBHOOK
+from core.names import unpack_inflight_body
 from ingest.publisher import RedisPublisher
 from tests.builders import body
 from tests.builders import load_payload
-from workers.celery_app import EVENT_ID_HEADER
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import celery_config
-from workers.celery_app import unpack_inflight_body
 
 pytestmark = pytest.mark.real
 

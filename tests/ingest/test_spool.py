@@ -310,7 +310,7 @@ class TestDamagedEntries:
         assert sum(stuck.name in r.getMessage() for r in caplog.records) == 1
 
     def test_the_metric_counts_what_was_set_aside(self, broker, spool, tmp_path):
-        from engagehook.config import Settings
+        from core.config import Settings
         from ingest.metrics import StateCollector
 
         spool.directory.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func
 from sqlalchemy import select
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.store import FINAL_STATES

@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import PROCESS_WEBHOOK
 from ingest.queue import CeleryQueue
 from tests.builders import EXAMPLE_FILES
 from tests.builders import body
@@ -18,7 +19,6 @@ from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_until
 from tests.test_logs import personal_values
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import create_celery_app
 
 pytestmark = pytest.mark.slow

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
+from core.names import RUN_HOOK
 from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
 from tests.integration.celery_workers import Workers
 from tests.integration.celery_workers import worker_env
-from workers.celery_app import RUN_HOOK
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 

@@ -8,18 +8,18 @@ import fakeredis
 import orjson
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import PROCESS_WEBHOOK
+from core.names import unpack_inflight_body
 from handlers.hooks import HookRegistry
 from ingest.publisher import RedisPublisher
 from tests.builders import body
 from tests.builders import envelope
 from workers import inflight
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import create_celery_app
-from workers.celery_app import unpack_inflight_body
 from workers.processing import process
 
 NOW = 1_000_000.0

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from engagehook.config import Settings
+from core.config import Settings
+from core.names import EVENTS_QUEUE
+from core.names import INFLIGHT_BODIES
+from core.names import INFLIGHT_SINCE
+from core.names import PROCESS_WEBHOOK
 from ingest.publisher import RedisPublisher
 from tests.faults.harness import PrivateRedis
-from workers.celery_app import EVENTS_QUEUE
-from workers.celery_app import INFLIGHT_BODIES
-from workers.celery_app import INFLIGHT_SINCE
-from workers.celery_app import PROCESS_WEBHOOK
 from workers.celery_app import create_celery_app
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "payloads" / "CREATE.json"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy import select
 
-from engagehook.config import ConfigError
-from engagehook.config import Settings
+from core.config import ConfigError
+from core.config import Settings
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.models import utcnow

@@ -12,7 +12,7 @@ import traceback
 
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers import HANDLERS
 from handlers.errors import PermanentError
 from handlers.hook_event import HookEvent

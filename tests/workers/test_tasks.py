@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from celery.exceptions import Retry
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.errors import TransientError
 from handlers.hooks import HookRegistry
 from tests.builders import body

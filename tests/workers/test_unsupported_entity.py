@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from engagehook.config import Settings
+from core.config import Settings
 from handlers.hooks import HookRegistry
 from handlers.store import Store
 from ingest.app import create_app

@@ -294,13 +294,16 @@ def _on_celery_setup_logging(loglevel: int | str | None = None, **_kwargs: objec
     configure("worker", loglevel or "INFO")
 
 
-def _on_celeryd_init(conf=None, **_kwargs: object) -> None:
+# The LOG_LEVEL of the settings the worker's Celery app was built from (install_celery_logging).
+_worker_log_level = "INFO"
+
+
+def _on_celeryd_init(**_kwargs: object) -> None:
     # Sent by `celery worker` before anything else is printed: the privilege check's warning
     # and the shutdown notices come out as JSON lines too.
     from celery.apps import worker
 
-    settings = getattr(conf, "engagehook_settings", None) if conf is not None else None
-    configure("worker", getattr(settings, "log_level", "INFO"))
+    configure("worker", _worker_log_level)
     logging.captureWarnings(True)
     worker.safe_say = say_json
 
@@ -330,12 +333,14 @@ def _on_task_prerun(**_kwargs: object) -> None:
     clear()  # identifiers of the previous task must not leak into this one's lines
 
 
-def install_celery_logging() -> None:
-    """Make Celery workers log JSON lines and reset bound identifiers per task."""
+def install_celery_logging(log_level: str = "INFO") -> None:
+    """Make Celery workers log JSON lines at ``log_level`` and reset bound identifiers per task."""
+    global _worker_log_level
+    _worker_log_level = log_level
     from celery.signals import celeryd_init
     from celery.signals import setup_logging
     from celery.signals import task_prerun
 
-    celeryd_init.connect(_on_celeryd_init, weak=False, dispatch_uid="engagehook.logs.init")
-    setup_logging.connect(_on_celery_setup_logging, weak=False, dispatch_uid="engagehook.logs")
-    task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="engagehook.logs.prerun")
+    celeryd_init.connect(_on_celeryd_init, weak=False, dispatch_uid="core.logs.init")
+    setup_logging.connect(_on_celery_setup_logging, weak=False, dispatch_uid="core.logs")
+    task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="core.logs.prerun")
