@@ -23,6 +23,7 @@ tests/test_celery_coupling.py pins the kombu internals overridden here.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import redis
@@ -30,6 +31,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
 TRANSPORT = "workers.redis_transport:Transport"
+# How long a consumer start waits before it tries again to write a queue binding Redis refused.
+BINDING_RETRY_SECONDS = 2.0
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +189,9 @@ class Channel(kombu_redis.Channel):
             logger.warning(
                 "Redis is at maxmemory: the binding of queue %s cannot be written yet", queue
             )
+            # Celery restarts the consumer at once: a pause keeps the retries (and their log
+            # lines) to one every few seconds.
+            time.sleep(BINDING_RETRY_SECONDS)
             raise BindingNotWritten(f"Redis is at maxmemory; queue {queue} is not bound") from exc
 
     def _binding_needs_no_write(
