@@ -35,6 +35,7 @@ from tests.builders import body
 from tests.builders import load_payload
 from workers import embedded_broker
 from workers import inflight
+from workers import redis_transport
 from workers.celery_app import EVENT_ID_HEADER
 from workers.celery_app import EVENTS_QUEUE
 from workers.celery_app import PROCESS_WEBHOOK
@@ -216,6 +217,89 @@ class TestKombuRedisInternals:
         raw = json.dumps({"headers": {EVENT_ID_HEADER: "e-1"}}).encode()
         client = _OneMessageQueue(raw, since=12.5)
         assert inflight._oldest_queued_since(client) == 12.5
+
+
+class TestKombuRedisInternalsOurTransportOverrides:
+    """What workers/redis_transport.py overrides and calls in kombu's Redis transport."""
+
+    OVERRIDDEN = {
+        # (class, name): the parameters kombu's method takes, which ours must keep accepting
+        ("QoS", "append"): ["self", "message", "delivery_tag"],
+        ("QoS", "ack"): ["self", "delivery_tag"],
+        ("QoS", "restore_by_tag"): ["self", "tag", "client", "leftmost"],
+        ("QoS", "restore_visible"): ["self", "start", "num", "interval"],
+        ("Channel", "_size"): ["self", "queue"],
+        ("Channel", "_delete"): [
+            "self",
+            "queue",
+            "exchange",
+            "routing_key",
+            "pattern",
+            "args",
+            "kwargs",
+        ],
+        ("Channel", "_queue_bind"): ["self", "exchange", "routing_key", "pattern", "queue"],
+        ("Channel", "queue_bind"): [
+            "self",
+            "queue",
+            "exchange",
+            "routing_key",
+            "arguments",
+            "kwargs",
+        ],
+    }
+
+    @pytest.mark.parametrize("owner,name", sorted(OVERRIDDEN))
+    def test_overridden_methods_keep_their_signature(self, owner, name):
+        theirs = getattr(getattr(kombu_redis, owner), name)
+        ours = getattr(getattr(redis_transport, owner), name)
+        assert parameters(theirs) == self.OVERRIDDEN[(owner, name)]
+        assert ours is not theirs
+
+    def test_the_unacked_record_is_written_and_removed_as_our_fallbacks_assume(self):
+        append = inspect.getsource(kombu_redis.QoS.append)
+        # The record is written before the message counts as delivered: a refused write
+        # leaves the local QoS untouched, and ours adds the message itself.
+        assert append.index(".execute()") < append.index("super().append(")
+        removed = inspect.getsource(kombu_redis.QoS._remove_from_indices)
+        assert ".zrem(self.unacked_index_key" in removed and ".hdel(self.unacked_key" in removed
+        restore = inspect.getsource(kombu_redis.QoS.restore_by_tag)
+        assert "_do_restore_message(M, EX, RK, pipe, leftmost)" in restore
+        assert parameters(kombu_redis.Channel._do_restore_message) == [
+            "self",
+            "payload",
+            "exchange",
+            "routing_key",
+            "pipe",
+            "leftmost",
+        ]
+
+    def test_poll_start_and_bindings_are_where_our_overrides_catch_them(self):
+        assert "qos.restore_visible(" in inspect.getsource(
+            kombu_redis.MultiChannelPoller.on_poll_init
+        )
+        assert "Mutex(" in inspect.getsource(kombu_redis.QoS.restore_visible)
+        bind = inspect.getsource(virtual.Channel.queue_bind)
+        assert bind.index("binding_declare(") < bind.index("self._queue_bind(")
+        assert kombu_redis.Channel.keyprefix_queue == "_kombu.binding.%s"
+        assert kombu_redis.Channel.sep == "\x06\x16"
+        # Transient queues (reply queues, gossip) are known by these two.
+        assert "self.auto_delete_queues = set()" in inspect.getsource(kombu_redis.Channel.__init__)
+        assert "_expires" in inspect.getsource(kombu_redis.Channel._new_queue)
+
+    def test_an_oom_reply_is_a_response_error_not_a_connection_error(self):
+        assert issubclass(redis.exceptions.OutOfMemoryError, redis.exceptions.ResponseError)
+        connection_errors, _ = kombu_redis.get_redis_error_classes()
+        assert not issubclass(redis.exceptions.OutOfMemoryError, connection_errors)
+        assert issubclass(redis_transport.BindingNotWritten, connection_errors)
+
+    def test_celery_selects_our_transport_for_redis(self):
+        config = celery_config(Settings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0"}))
+        assert config["broker_transport"] == redis_transport.TRANSPORT
+        app = Celery("test-coupling")
+        app.conf.update(config)
+        with app.connection_for_write() as connection:
+            assert type(connection.transport) is redis_transport.Transport
 
 
 class _OneMessageQueue:
