@@ -312,6 +312,10 @@ class _OneMessageQueue:
         assert (key, index) == (EVENTS_QUEUE, -1)
         return self.raw
 
+    def lrange(self, key: str, start: int, end: int) -> list[bytes]:
+        assert key == EVENTS_QUEUE and end == -1  # walked from the tail, the oldest
+        return [self.raw]
+
     def zscore(self, key: str, member: str) -> float:
         return self.since
 
