@@ -26,6 +26,7 @@ from tests.faults.harness import PrivateRedis
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
 from tests.processes import free_port
+from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
 from tests.processes import wait_http_ok
@@ -61,6 +62,7 @@ def deployment(tmp_path, postgres_url):
         "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
         "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
     }
+    migrate(env)  # workers no longer migrate at start
     worker = start(["worker", "--concurrency", "3"], env, tmp_path / "worker.log")
     web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
     ledger = Ledger(postgres_url)
