@@ -23,6 +23,8 @@ from core.names import RUN_HOOK
 # kombu's SQLAlchemy transport with real acks (see workers/embedded_broker.py), by class path
 # so that importing this module does not import the transport.
 EMBEDDED_TRANSPORT = "workers.embedded_broker:Transport"
+# kombu's Redis transport, made to survive a Redis at maxmemory (workers/redis_transport.py).
+REDIS_TRANSPORT = "workers.redis_transport:Transport"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -41,7 +43,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
     return {
         "broker_url": settings.broker_url,
         # No Redis configured: the broker is a SQLite file under the data dir.
-        "broker_transport": EMBEDDED_TRANSPORT if settings.embedded else None,
+        "broker_transport": EMBEDDED_TRANSPORT if settings.embedded else REDIS_TRANSPORT,
         "broker_transport_options": transport_options,
         # Same timeout for the result backend and the restore of unacked messages (celery #7651).
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout},

@@ -122,7 +122,8 @@ def recover(
     unfinished = store.unfinished_event_ids(ids)
     settled = [i for i in ids if i not in unfinished]
     if settled:
-        pipe = client.pipeline(transaction=True)
+        # No MULTI: a full Redis (maxmemory, noeviction) refuses a MULTI's deletes, not plain ones.
+        pipe = client.pipeline(transaction=False)
         pipe.hdel(INFLIGHT_BODIES, *settled)
         pipe.zrem(INFLIGHT_SINCE, *settled)
         pipe.execute()

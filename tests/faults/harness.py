@@ -21,6 +21,7 @@ from dataclasses import field
 from pathlib import Path
 
 import httpx
+import redis
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -43,10 +44,18 @@ def scale(short: float, soak: float) -> float:
 class PrivateRedis:
     """A redis-server of the test's own on a free port, durable (AOF, fsync always)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        maxmemory: int | None = None,
+        maxmemory_policy: str = "noeviction",
+    ) -> None:
         self.directory = directory
         self.port = free_port()
         self.process: subprocess.Popen | None = None
+        self.maxmemory = maxmemory  # bytes; None: no limit
+        self.maxmemory_policy = maxmemory_policy
 
     @property
     def url(self) -> str:
@@ -73,12 +82,60 @@ class PrivateRedis:
                 "--appendfsync",
                 "always",
                 "--maxmemory-policy",
-                "noeviction",
+                self.maxmemory_policy,
+                *(["--maxmemory", str(self.maxmemory)] if self.maxmemory else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, timeout=20)
+
+    def client(self) -> redis.Redis:
+        """A client of the test's own (CONFIG SET is fine here: the server is the test's)."""
+        return redis.Redis(port=self.port, socket_timeout=10)
+
+    def fill_to_maxmemory(self, headroom: int = 256 * 1024, margin: int = 128 * 1024) -> int:
+        """Cap memory at a little above what Redis uses now and fill it with filler keys.
+
+        Returns how many filler keys it wrote; afterwards every write that may grow memory
+        is refused with OOM (policy noeviction) until ``set_maxmemory`` raises the cap. The
+        cap ends ``margin`` below what is used, so that connections closing (or a few queued
+        messages consumed) do not bring Redis back under it.
+        """
+        client = self.client()
+        try:
+            used = int(client.info("memory")["used_memory"])
+            client.config_set("maxmemory", used + headroom)
+            written = 0
+            try:
+                while True:
+                    client.set(f"test.filler.{written}", b"x" * 4096)
+                    written += 1
+            except redis.exceptions.OutOfMemoryError:
+                used = int(client.info("memory")["used_memory"])
+                client.config_set("maxmemory", used - margin)
+                return written
+        finally:
+            client.close()
+
+    def set_maxmemory(self, limit: int) -> None:
+        """Raise (or set) the memory cap, as an operator frees memory with CONFIG SET."""
+        client = self.client()
+        try:
+            client.config_set("maxmemory", limit)
+        finally:
+            client.close()
+
+    def refuses_writes(self) -> bool:
+        client = self.client()
+        try:
+            client.set("test.probe", b"x" * 4096)
+            client.delete("test.probe")
+        except redis.exceptions.OutOfMemoryError:
+            return True
+        finally:
+            client.close()
+        return False
 
     def kill(self) -> None:
         """SIGKILL: the broker disappears at once, connections are refused."""
