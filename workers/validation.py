@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from marshmallow import ValidationError
 
+from core.names import UNSUPPORTED_ENTITY
 from handlers.events import AppointmentEvent
 from workers.schemas import STRICT
 from workers.schemas import TOLERANT
@@ -20,7 +21,6 @@ from workers.schemas.paths import flatten_errors
 
 VALIDATION_MODES = (TOLERANT, STRICT)
 APPOINTMENT_ENTITY = "Appointment"
-UNSUPPORTED_ENTITY = "unsupported entity"
 
 logger = logging.getLogger(__name__)
 
