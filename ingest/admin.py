@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypedDict
 
 from flask import Blueprint
 from flask import current_app
@@ -140,7 +141,12 @@ def _bad_query_is_400() -> Iterator[None]:
         raise IngestError(400, "invalid_query", str(exc)) from None
 
 
-def _paging() -> dict[str, object]:
+class _Paging(TypedDict):
+    limit: int
+    cursor: str | None
+
+
+def _paging() -> _Paging:
     from handlers.reads import parse_limit
 
     return {"limit": parse_limit(request.args.get("limit")), "cursor": request.args.get("cursor")}

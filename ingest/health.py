@@ -37,7 +37,7 @@ def readyz():
     """
     queue = get_queue()
     spool = getattr(queue, "spool", None)  # a SpoolingQueue: the broker is its primary
-    dependencies = {
+    dependencies: dict[str, dict[str, object]] = {
         "broker": _status_of(getattr(queue, "primary", queue).ping),
         "spool": _spool_status(spool),
         "store": _status_of(_ping_store),
@@ -54,7 +54,7 @@ def readyz():
     return jsonify(status="ready" if healthy else "degraded", **dependencies)
 
 
-def _status_of(check: Callable[[], object]) -> dict[str, str]:
+def _status_of(check: Callable[[], object]) -> dict[str, object]:
     try:
         check()
     except Exception as exc:  # noqa: BLE001 - any failure means "down"; the class says why

@@ -222,17 +222,23 @@ def replay_dead_letters():
             ids = matching_dead_letter_ids(store, parse_event_filter(params, dead_letters=True))
         except InvalidQuery as exc:
             flash(str(exc), "error")
-            return redirect(url_for("console.dead_letters", **params))
+            return redirect(_dead_letters_url(params))
     else:
         ids = form.getlist("ids")
     if not ids:
         flash("Nothing to replay: select dead letters first, or replay all matching.", "info")
-        return redirect(url_for("console.dead_letters", **params))
+        return redirect(_dead_letters_url(params))
     report = replay_dead_letters(store, replay_queue().enqueue, ids, dry_run=dry_run)
     if dry_run:
         return render_template("console/replay_preview.html", report=report, params=params)
     _flash_report(report, "replayed")
-    return redirect(url_for("console.dead_letters", **params))
+    return redirect(_dead_letters_url(params))
+
+
+def _dead_letters_url(params: dict[str, str]) -> str:
+    """The dead-letter listing with the filters the operator had set."""
+    values: dict[str, Any] = dict(params)  # query arguments, not url_for's own options
+    return url_for("console.dead_letters", **values)
 
 
 # -- hook runs ---------------------------------------------------------------------------------
