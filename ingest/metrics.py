@@ -35,6 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from core import logs
 from core.build import build_info
 from core.config import Settings
+from core.envelope import peek
 from workers.broker_reads import QUEUES
 from workers.broker_reads import BrokerReader
 
@@ -107,13 +108,12 @@ def classify(status_code: int, document: Any) -> tuple[str, str]:
 
 def note_envelope(envelope: dict[str, Any]) -> None:
     """Remember the identifiers of the webhook being handled, for its log line and metrics."""
-    data = found if isinstance(found := envelope.get("data"), dict) else {}
-    appointment = found if isinstance(found := data.get("appointment"), dict) else {}
+    ids = peek(envelope)
     g.engagehook_webhook = {
-        "event_id": logs.identifier(envelope.get("id")),
-        "correlation_id": logs.identifier(envelope.get("correlationId")),
-        "event_type": logs.identifier(data.get("eventType")),
-        "appointment_id": logs.identifier(appointment.get("id")),
+        "event_id": logs.identifier(ids.event_id),
+        "correlation_id": logs.identifier(ids.correlation_id),
+        "event_type": logs.identifier(ids.event_type),
+        "appointment_id": logs.identifier(ids.appointment_id),
     }
 
 
