@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import fields
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 VALIDATION_MODES = ("tolerant", "strict")
@@ -291,7 +292,13 @@ MAX_HOOK_RETRY_BACKOFF = 3_600.0
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
-def _start_up_safety(environ: Mapping[str, str], redis_url: str | None) -> dict[str, object]:
+class _StartUpFields(TypedDict):
+    """The Settings fields the start-up safety block reads."""
+
+    metrics_dir: Path | None
+
+
+def _start_up_safety(environ: Mapping[str, str], redis_url: str | None) -> _StartUpFields:
     """Check URLs and bounds before anything starts; returns the block's own Settings fields."""
     if redis_url:
         _check_redis_url(redis_url)

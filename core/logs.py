@@ -189,8 +189,8 @@ _EXCEPTION_REPR = re.compile(r"^(Retry in [^:]+: )?([A-Za-z_][\w.]*)")
 def _message_without_exception_text(record: logging.LogRecord) -> str:
     """The record's message with any exception argument reduced to its class name."""
     args = record.args
-    if isinstance(args, Mapping) and isinstance(args.get("exc"), str | BaseException):
-        exc = args["exc"]
+    exc = args.get("exc") if isinstance(args, Mapping) else None
+    if isinstance(args, Mapping) and isinstance(exc, str | BaseException):
         if isinstance(exc, BaseException):
             summary = type(exc).__name__
         else:

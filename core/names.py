@@ -52,3 +52,6 @@ INGEST_PUBLISH_TIMEOUT_SECONDS = 0.5
 # The embedded (SQLite) broker's transport option for how long an operation waits for the
 # file's write lock (workers/embedded_broker.py); ingest passes a short one (ingest/queue.py).
 BUSY_TIMEOUT_OPTION = "busy_timeout"
+# The dead-letter reason of a payload whose entity is not Appointment: kept, replayable, and
+# counted apart from broken payloads (workers/validation.py writes it, /metrics counts it).
+UNSUPPORTED_ENTITY = "unsupported entity"

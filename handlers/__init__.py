@@ -1,35 +1,17 @@
-"""One handler per Pexip eventType; this map is the only registry."""
+"""The handlers package: the eventType registry lives in ``handlers.registry``.
+
+``HANDLERS`` and ``Handler`` are loaded on first use, so that reading the store (the admin
+routes, /metrics) does not import every eventType handler.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from handlers import accept
-from handlers import cancel
-from handlers import complete
-from handlers import create
-from handlers import create_request
-from handlers import generic_update
-from handlers import reassign
-from handlers import reopen
-from handlers import request_alternative_date
-from handlers import reschedule
-from handlers import reschedule_request
-from handlers.events import AppointmentEvent
-from handlers.store import AppointmentTransaction
 
-Handler = Callable[[AppointmentEvent, AppointmentTransaction], None]
+def __getattr__(name: str) -> Any:
+    if name in ("HANDLERS", "Handler"):
+        from handlers import registry
 
-HANDLERS: dict[str, Handler] = {
-    "ACCEPT": accept.handle,
-    "REASSIGN": reassign.handle,
-    "CANCEL": cancel.handle,
-    "COMPLETE": complete.handle,
-    "CREATE": create.handle,
-    "RESCHEDULE": reschedule.handle,
-    "REQUEST_ALTERNATIVE_DATE": request_alternative_date.handle,
-    "CREATE_REQUEST": create_request.handle,
-    "RESCHEDULE_REQUEST": reschedule_request.handle,
-    "REOPEN": reopen.handle,
-    "GENERIC_UPDATE": generic_update.handle,
-}
+        return getattr(registry, name)
+    raise AttributeError(f"module 'handlers' has no attribute {name!r}")

@@ -25,7 +25,9 @@ from datetime import datetime
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from typing import Any
+from typing import cast
 
+from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import func
 from sqlalchemy import insert
@@ -33,6 +35,7 @@ from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine import CursorResult
 
 from handlers.models import AppointmentChange
 from handlers.models import EventRecord
@@ -48,7 +51,7 @@ FINISHED_STATES = frozenset({"done", "dead_lettered"})
 # last_error is for operators (behind ADMIN_TOKEN); a hook's message is cut to this length.
 MAX_ERROR_CHARS = 1000
 
-_HOOK_RUNS = HookRun.__table__
+_HOOK_RUNS = cast(Table, HookRun.__table__)
 
 
 @dataclass(frozen=True)
@@ -106,19 +109,21 @@ def queue_runs(
     # One INSERT per hook (there are few): inserted_primary_key works on every backend,
     # where a multi-row RETURNING needs SQLite 3.35 or newer.
     return tuple(
-        conn.execute(
-            insert(_HOOK_RUNS),
-            {
-                "event_id": event_id,
-                "event_type": event_type,
-                "appointment_id": appointment_id,
-                "hook_name": name,
-                "state": "pending",
-                "attempts": 0,
-                "created_at": now,
-                "prior_state": dict(prior_state) if prior_state is not None else None,
-            },
-        ).inserted_primary_key[0]
+        _inserted_id(
+            conn.execute(
+                insert(_HOOK_RUNS),
+                {
+                    "event_id": event_id,
+                    "event_type": event_type,
+                    "appointment_id": appointment_id,
+                    "hook_name": name,
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "prior_state": dict(prior_state) if prior_state is not None else None,
+                },
+            )
+        )
         for name in hook_names
     )
 
@@ -198,10 +203,10 @@ def finish(store: Store, held: HookClaim, *, state: str, error: str | None = Non
                 lease_expires_at=None,
             )
         )
-        return result.rowcount == 1
+        return _changed_one(result)
 
 
-def release(store: Store, held: HookClaim, *, error: str, retry_in: float) -> bool:
+def release(store: Store, held: HookClaim, *, error: str | None, retry_in: float) -> bool:
     """A failed attempt: back to pending, held for its backoff so only its retry takes it."""
     with store.transaction() as session:
         result = session.execute(
@@ -214,7 +219,7 @@ def release(store: Store, held: HookClaim, *, error: str, retry_in: float) -> bo
                 lease_expires_at=utcnow() + timedelta(seconds=retry_in),
             )
         )
-        return result.rowcount == 1
+        return _changed_one(result)
 
 
 def lost_runs(store: Store, older_than: timedelta, now: datetime | None = None) -> list[int]:
@@ -276,7 +281,7 @@ def requeue(store: Store, run_id: int) -> bool:
                 lease_expires_at=None,
             )
         )
-        return result.rowcount == 1
+        return _changed_one(result)
 
 
 def count_runs(store: Store, state: str | None = None) -> int:
@@ -322,3 +327,14 @@ def _bounded(error: str | None) -> str | None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _changed_one(result: Any) -> bool:
+    """Whether an UPDATE matched exactly one row (the claim was still ours, the run was there)."""
+    return cast(CursorResult[Any], result).rowcount == 1
+
+
+def _inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])

@@ -60,7 +60,9 @@ class HookRunDeadLettered(Exception):
     words (they may quote a customer); the store keeps those for operators.
     """
 
-    def __init__(self, hook_name: str, event_id: str, attempts: int, error_class: str | None):
+    def __init__(
+        self, hook_name: str | None, event_id: str | None, attempts: int, error_class: str | None
+    ):
         self.hook_name, self.event_id, self.attempts = hook_name, event_id, attempts
         self.error_class = error_class
         last = f" (last: {error_class})" if error_class else ""

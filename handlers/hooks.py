@@ -174,7 +174,8 @@ def _check_callable_with_the_event(fn: object) -> None:
         signature.bind(object())
     except TypeError:
         raise HookRegistrationError(
-            f"{hook_name(fn)} must take the event as its one argument: def {fn.__name__}(event)"
+            f"{hook_name(fn)} must take the event as its one argument: "
+            f"def {getattr(fn, '__name__', 'hook')}(event)"
         ) from None
 
 

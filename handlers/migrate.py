@@ -70,6 +70,8 @@ class SchemaState:
 def schema_state(engine: Engine) -> SchemaState:
     """Read the store's revision without changing anything (no migration, no table)."""
     head = ScriptDirectory.from_config(alembic_config(str(engine.url))).get_current_head()
+    if head is None:  # the migrations ship with the package: a tree without them is broken
+        raise RuntimeError("the store's migrations are missing: reinstall engagehook")
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     return SchemaState(current=current, head=head)

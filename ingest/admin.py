@@ -1,6 +1,6 @@
 """Admin routes behind ADMIN_TOKEN (without it they do not exist: 404): read and replay.
 
-The listings and replays are the functions of ``handlers.queries`` and ``handlers.replay``,
+The listings and replays are the functions of ``handlers.reads`` (the store's read API),
 which the console and the CLI call too; they are imported on first use so that ingest stays
 thin for the webhook path.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypedDict
 
 from flask import Blueprint
 from flask import current_app
@@ -56,22 +57,24 @@ def event(event_id: str):
 @bp.get("/events")
 def events():
     """A page of event records, newest first, without raw bodies."""
-    from handlers import queries
+    from handlers.reads import list_events
+    from handlers.reads import parse_event_filter
 
     with _bad_query_is_400():
-        filters = queries.parse_event_filter(request.args)
-        page = queries.list_events(get_store(), filters, **_paging())
+        filters = parse_event_filter(request.args)
+        page = list_events(get_store(), filters, **_paging())
     return jsonify(page.as_dict())
 
 
 @bp.get("/dead-letters")
 def dead_letters():
     """A page of dead letters, newest first, filtered by reason, eventType and time."""
-    from handlers import queries
+    from handlers.reads import list_dead_letters
+    from handlers.reads import parse_event_filter
 
     with _bad_query_is_400():
-        filters = queries.parse_event_filter(request.args, dead_letters=True)
-        page = queries.list_dead_letters(get_store(), filters, **_paging())
+        filters = parse_event_filter(request.args, dead_letters=True)
+        page = list_dead_letters(get_store(), filters, **_paging())
     return jsonify(page.as_dict())
 
 
@@ -82,8 +85,10 @@ def replay_dead_letters():
     200 when every id went to the broker, 502 when the broker did not take some: those stay
     dead letters and are named in ``failed``.
     """
-    from handlers import queries
-    from handlers import replay
+    from handlers.reads import InvalidQuery
+    from handlers.reads import matching_dead_letter_ids
+    from handlers.reads import parse_event_filter
+    from handlers.reads import replay_dead_letters
 
     document = request.get_json(silent=True)
     if not isinstance(document, dict):
@@ -95,31 +100,32 @@ def replay_dead_letters():
     with _bad_query_is_400():
         if ids is not None:
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
-                raise queries.InvalidQuery("ids", "send a non-empty list of event id strings")
+                raise InvalidQuery("ids", "send a non-empty list of event id strings")
         else:
-            filters = queries.parse_event_filter(document, dead_letters=True)
-            ids = queries.matching_dead_letter_ids(get_store(), filters)
-    report = replay.replay_dead_letters(get_store(), replay_queue().enqueue, ids, dry_run=dry_run)
+            filters = parse_event_filter(document, dead_letters=True)
+            ids = matching_dead_letter_ids(get_store(), filters)
+    report = replay_dead_letters(get_store(), replay_queue().enqueue, ids, dry_run=dry_run)
     return jsonify(report.as_dict()), 200 if report.ok else 502
 
 
 @bp.get("/hook-runs")
 def hook_runs():
     """A page of hook runs, newest first (``state=dead_lettered`` for the failed ones)."""
-    from handlers import queries
+    from handlers.reads import list_hook_runs
+    from handlers.reads import parse_hook_state
 
     with _bad_query_is_400():
-        state = queries.parse_hook_state(request.args.get("state"))
-        page = queries.list_hook_runs(get_store(), state=state, **_paging())
+        state = parse_hook_state(request.args.get("state"))
+        page = list_hook_runs(get_store(), state=state, **_paging())
     return jsonify(page.as_dict())
 
 
 @bp.post("/hook-runs/<int:run_id>/replay")
 def replay_hook_run(run_id: int):
     """Run one dead-lettered hook run again; 404 when there is no such dead-lettered run."""
-    from handlers import replay
+    from handlers.reads import replay_hook_runs
 
-    report = replay.replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
+    report = replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
     if report.failed and report.failed[0]["error"].startswith("not a dead"):
         raise IngestError(404, "not_found", f"hook run {run_id} is not dead-lettered")
     return jsonify(report.as_dict()), 200 if report.ok else 502
@@ -127,7 +133,7 @@ def replay_hook_run(run_id: int):
 
 @contextmanager
 def _bad_query_is_400() -> Iterator[None]:
-    from handlers.queries import InvalidQuery
+    from handlers.reads import InvalidQuery
 
     try:
         yield
@@ -135,8 +141,13 @@ def _bad_query_is_400() -> Iterator[None]:
         raise IngestError(400, "invalid_query", str(exc)) from None
 
 
-def _paging() -> dict[str, object]:
-    from handlers.queries import parse_limit
+class _Paging(TypedDict):
+    limit: int
+    cursor: str | None
+
+
+def _paging() -> _Paging:
+    from handlers.reads import parse_limit
 
     return {"limit": parse_limit(request.args.get("limit")), "cursor": request.args.get("cursor")}
 
@@ -153,8 +164,8 @@ def get_store():
     """The store of this app, opened on first use (the console reads through it too)."""
     store = current_app.extensions.get("engagehook.store")
     if store is None:
-        from handlers.store import Store  # loaded on first admin call: ingest stays thin
+        from handlers.reads import open_store  # loaded on first admin call: ingest stays thin
 
-        store = Store(current_app.config["ENGAGEHOOK_SETTINGS"].store_url)
+        store = open_store(current_app.config["ENGAGEHOOK_SETTINGS"].store_url)
         current_app.extensions["engagehook.store"] = store
     return store

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from flask import Request
 
+from ingest.constant_time import secret_digest
+
 SIGNATURE_HEADER = "X-Webhook-Signature"
 
 
@@ -24,10 +26,10 @@ def token_ok(request: Request, tokens: Sequence[str]) -> bool:
     if scheme.lower() == "bearer" and presented:
         candidates.append(presented.strip())
     candidates.extend(request.args.getlist("token"))
-    expected = [_digest(token) for token in tokens]
+    expected = [secret_digest(token) for token in tokens]
     matched = False
     for candidate in candidates:
-        digest = _digest(candidate)
+        digest = secret_digest(candidate)
         for wanted in expected:
             matched |= hmac.compare_digest(digest, wanted)
     return matched
@@ -46,10 +48,6 @@ def signature_ok(request: Request, body: bytes, secrets: Sequence[str]) -> bool:
         # No early exit: every secret is compared, so timing does not reveal which one matched.
         matched |= hmac.compare_digest(presented_bytes, expected)
     return matched
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
 def sign(body: bytes, secret: str) -> str:

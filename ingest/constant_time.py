@@ -12,8 +12,9 @@ def same_secret(presented: str, expected: str) -> bool:
     ``hmac.compare_digest`` on the strings themselves returns at once when the lengths
     differ, which tells a caller how long the secret is.
     """
-    return hmac.compare_digest(_digest(presented), _digest(expected))
+    return hmac.compare_digest(secret_digest(presented), secret_digest(expected))
 
 
-def _digest(value: str) -> bytes:
+def secret_digest(value: str) -> bytes:
+    """A fixed-length stand-in for ``value``, for comparisons that must not reveal its length."""
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()

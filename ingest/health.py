@@ -8,8 +8,6 @@ from collections.abc import Callable
 from flask import Blueprint
 from flask import current_app
 from flask import jsonify
-from sqlalchemy import create_engine
-from sqlalchemy import text
 
 from ingest.queue import get_queue
 from ingest.spool import Spool
@@ -18,6 +16,8 @@ bp = Blueprint("health", __name__)
 
 # Below this much free disk under the spool, it counts as full (a payload would not fit).
 MIN_FREE_DISK_BYTES = 1_048_576
+# The store check gives up after about this long: a load balancer waits a few seconds at most.
+READINESS_TIMEOUT_SECONDS = 1.0
 
 
 @bp.get("/healthz")
@@ -37,7 +37,7 @@ def readyz():
     """
     queue = get_queue()
     spool = getattr(queue, "spool", None)  # a SpoolingQueue: the broker is its primary
-    dependencies = {
+    dependencies: dict[str, dict[str, object]] = {
         "broker": _status_of(getattr(queue, "primary", queue).ping),
         "spool": _spool_status(spool),
         "store": _status_of(_ping_store),
@@ -54,7 +54,7 @@ def readyz():
     return jsonify(status="ready" if healthy else "degraded", **dependencies)
 
 
-def _status_of(check: Callable[[], object]) -> dict[str, str]:
+def _status_of(check: Callable[[], object]) -> dict[str, object]:
     try:
         check()
     except Exception as exc:  # noqa: BLE001 - any failure means "down"; the class says why
@@ -82,8 +82,14 @@ def _spool_status(spool: Spool | None) -> dict[str, object]:
 
 
 def _ping_store() -> None:
-    with _store_engine().connect() as conn:
-        conn.execute(text("SELECT 1"))
+    store = current_app.extensions.get("engagehook.readiness_store")
+    if store is None:
+        from handlers.reads import open_probe_store
+
+        url = current_app.config["ENGAGEHOOK_SETTINGS"].store_url
+        store = open_probe_store(url, READINESS_TIMEOUT_SECONDS)
+        current_app.extensions["engagehook.readiness_store"] = store
+    store.ping()
 
 
 @bp.get("/openapi.json")
@@ -95,20 +101,3 @@ def openapi():
 
         document = current_app.extensions["engagehook.openapi"] = build_openapi()
     return jsonify(document)
-
-
-def _store_engine():
-    engine = current_app.extensions.get("engagehook.readiness_engine")
-    if engine is None:
-        url = current_app.config["ENGAGEHOOK_SETTINGS"].store_url
-        connect_args = {"connect_timeout": 1} if url.startswith("postgres") else {}
-        engine = create_engine(
-            url,
-            hide_parameters=True,  # SQL parameters never reach an error text
-            pool_pre_ping=True,
-            pool_size=1,
-            max_overflow=0,
-            connect_args=connect_args,
-        )
-        current_app.extensions["engagehook.readiness_engine"] = engine
-    return engine

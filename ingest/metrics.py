@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -36,17 +35,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from core import logs
 from core.build import build_info
 from core.config import Settings
-from core.names import EVENTS_QUEUE
-from core.names import HOOKS_QUEUE
+from core.envelope import peek
+from workers.broker_reads import QUEUES
+from workers.broker_reads import BrokerReader
 
 EXTENSION_KEY = "engagehook.metrics"
-# The dead-letter reason of a payload whose entity is not Appointment (workers/validation.py).
-UNSUPPORTED_ENTITY = "unsupported entity"
 WEBHOOKS_PATH = "/webhooks"
-QUEUES = (EVENTS_QUEUE, HOOKS_QUEUE)
-# kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)
 # A scrape waits at most this long for each source, so it stays well inside scrape timeouts.
 SOURCE_TIMEOUT_SECONDS = 0.5
 # Ack latency of POST /webhooks: the sender gives up after 3 s.
@@ -114,13 +108,12 @@ def classify(status_code: int, document: Any) -> tuple[str, str]:
 
 def note_envelope(envelope: dict[str, Any]) -> None:
     """Remember the identifiers of the webhook being handled, for its log line and metrics."""
-    data = found if isinstance(found := envelope.get("data"), dict) else {}
-    appointment = found if isinstance(found := data.get("appointment"), dict) else {}
+    ids = peek(envelope)
     g.engagehook_webhook = {
-        "event_id": logs.identifier(envelope.get("id")),
-        "correlation_id": logs.identifier(envelope.get("correlationId")),
-        "event_type": logs.identifier(data.get("eventType")),
-        "appointment_id": logs.identifier(appointment.get("id")),
+        "event_id": logs.identifier(ids.event_id),
+        "correlation_id": logs.identifier(ids.correlation_id),
+        "event_type": logs.identifier(ids.event_type),
+        "appointment_id": logs.identifier(ids.appointment_id),
     }
 
 
@@ -205,8 +198,13 @@ class StateCollector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._redis: Any = None  # redis.Redis, imported on first use
-        self._engine: Any = None  # sqlalchemy Engine, imported on first use
+        self.broker = BrokerReader(
+            embedded=settings.embedded,
+            broker_url=settings.broker_url,
+            redis_url=settings.redis_url,
+            timeout=SOURCE_TIMEOUT_SECONDS,
+        )
+        self._store_probe: Any = None  # handlers.reads.Store, imported on first use
 
     def describe(self) -> Iterable[Any]:
         # Declaring no fixed metrics keeps registration from running a scrape.
@@ -247,72 +245,13 @@ class StateCollector:
             "Messages delivered to a worker and not yet acknowledged (running, or retries "
             "waiting for their countdown).",
         )
-        waiting, held = self.queue_depths()
+        waiting, held = self.broker.queue_depths()
         for queue in QUEUES:
             depth.add_metric([queue], waiting.get(queue, 0))
         unacked.add_metric([], held)
         yield depth
         yield unacked
-        oldest["broker"] = self._broker_oldest_since()
-
-    def _broker_oldest_since(self) -> float | None:
-        if self.settings.embedded:
-            from workers.embedded_broker import oldest_message_at
-
-            oldest = oldest_message_at(self.settings.broker_url, timeout=SOURCE_TIMEOUT_SECONDS)
-            return oldest.timestamp() if oldest is not None else None  # naive local time
-        from workers.inflight import oldest_since
-
-        # The client _redis_depths opened a moment ago in this same scrape.
-        return oldest_since(self._redis) if self._redis is not None else None
-
-    def queue_depths(self) -> tuple[dict[str, int], int]:
-        """Messages waiting per queue, and messages held unacknowledged, read from the broker."""
-        return self._embedded_depths() if self.settings.embedded else self._redis_depths()
-
-    def _redis_depths(self) -> tuple[dict[str, int], int]:
-        if self._redis is None:
-            import redis
-
-            assert self.settings.redis_url is not None  # not embedded: Redis is configured
-            self._redis = redis.Redis.from_url(
-                self.settings.redis_url,
-                socket_timeout=SOURCE_TIMEOUT_SECONDS,
-                socket_connect_timeout=SOURCE_TIMEOUT_SECONDS,
-            )
-        pipe = self._redis.pipeline(transaction=False)
-        for queue in QUEUES:
-            pipe.llen(queue)
-            for step in PRIORITY_STEPS:
-                pipe.llen(f"{queue}{PRIORITY_SEPARATOR}{step}")
-        pipe.hlen("unacked")  # kombu's hash of delivered, unacknowledged messages
-        results = pipe.execute()
-        per_queue = 1 + len(PRIORITY_STEPS)
-        waiting = {
-            queue: sum(results[i * per_queue : (i + 1) * per_queue])
-            for i, queue in enumerate(QUEUES)
-        }
-        return waiting, int(results[-1])
-
-    def _embedded_depths(self) -> tuple[dict[str, int], int]:
-        path = self.settings.broker_url.removeprefix("sqlite:///")
-        if not Path(path).exists():
-            return {}, 0  # nothing was ever published
-        # Read-only and bounded: the scrape must never block or disturb the broker's writers.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SOURCE_TIMEOUT_SECONDS)
-        try:
-            rows = conn.execute(
-                "SELECT q.name, count(m.id), coalesce(sum(m.visible = 0), 0) "
-                "FROM kombu_queue q LEFT JOIN kombu_message m ON m.queue_id = q.id GROUP BY q.name"
-            ).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return {}, 0
-            raise
-        finally:
-            conn.close()
-        waiting = {name: int(total) - int(held) for name, total, held in rows}
-        return waiting, sum(int(held) for _, _, held in rows)
+        oldest["broker"] = self.broker.oldest_since()
 
     # spool -------------------------------------------------------------------------------------
 
@@ -346,57 +285,25 @@ class StateCollector:
     # store -------------------------------------------------------------------------------------
 
     def _store(self) -> Iterator[GaugeMetricFamily]:
-        from sqlalchemy import text
+        from handlers.reads import dead_letter_counts
 
-        engine = self._store_engine()
-        with engine.connect() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SET LOCAL statement_timeout = 1000"))
-            # Payloads of another entity are kept, not broken: counted apart, so an alert on
-            # broken payloads does not fire for them.
-            events, unsupported = conn.execute(
-                text(
-                    "SELECT coalesce(sum(CASE WHEN reason = :entity THEN 0 ELSE 1 END), 0), "
-                    "coalesce(sum(CASE WHEN reason = :entity THEN 1 ELSE 0 END), 0) "
-                    "FROM events WHERE state = 'dead_lettered'"
-                ),
-                {"entity": UNSUPPORTED_ENTITY},
-            ).one()
-            hooks = conn.execute(
-                text("SELECT count(*) FROM hook_runs WHERE state = 'dead_lettered'")
-            ).scalar()
-            conn.rollback()
+        counts = dead_letter_counts(self._probe_store())
         family = GaugeMetricFamily(
             "engagehook_dead_letters",
             "Dead-lettered records in the store: events (invalid or gave up), payloads of an "
             "unsupported entity, and hook runs.",
             labels=["kind"],
         )
-        family.add_metric(["event"], int(events or 0))
-        family.add_metric(["unsupported_entity"], int(unsupported or 0))
-        family.add_metric(["hook"], int(hooks or 0))
+        for kind in ("event", "unsupported_entity", "hook"):
+            family.add_metric([kind], counts[kind])
         yield family
 
-    def _store_engine(self):
-        if self._engine is None:
-            from sqlalchemy import create_engine
+    def _probe_store(self) -> Any:
+        if self._store_probe is None:
+            from handlers.reads import open_probe_store
 
-            url = self.settings.store_url
-            if url.startswith("sqlite"):
-                args: dict[str, Any] = {"timeout": SOURCE_TIMEOUT_SECONDS}
-            elif url.startswith("postgres"):
-                args = {"connect_timeout": 1}
-            else:
-                args = {}
-            self._engine = create_engine(
-                url,
-                pool_size=1,
-                max_overflow=0,
-                pool_pre_ping=True,
-                connect_args=args,
-                hide_parameters=True,  # SQL parameters never reach an error text
-            )
-        return self._engine
+            self._store_probe = open_probe_store(self.settings.store_url, SOURCE_TIMEOUT_SECONDS)
+        return self._store_probe
 
 
 def _oldest_pending(since: dict[str, float | None]) -> GaugeMetricFamily:

@@ -8,6 +8,7 @@ from flask import Response
 from flask import current_app
 from flask import request
 
+from core.envelope import peek
 from ingest.auth import signature_ok
 from ingest.auth import token_ok
 from ingest.errors import IngestError
@@ -58,14 +59,13 @@ def receive_webhook():
             "the webhookConfigurationId of this payload is not listed in WEBHOOK_CONFIGURATION_IDS",
         )
     event_id = envelope["id"]
-    data = found if isinstance(found := envelope.get("data"), dict) else {}
-    appointment = found if isinstance(found := data.get("appointment"), dict) else {}
+    ids = peek(envelope)
     try:
         status = get_queue().enqueue(
             body.decode("utf-8"),
             event_id=event_id,
-            event_type=_str_or_none(data.get("eventType")),
-            appointment_id=_str_or_none(appointment.get("id")),
+            event_type=_str_or_none(ids.event_type),
+            appointment_id=_str_or_none(ids.appointment_id),
         )
     except EnqueueFailed as exc:
         raise IngestError(

@@ -33,11 +33,11 @@ from core.names import EVENT_ID_HEADER
 from core.names import EVENTS_QUEUE
 from core.names import INFLIGHT_SINCE
 from core.names import PROCESS_WEBHOOK
-from ingest import metrics as ingest_metrics
 from ingest.publisher import EMBED
 from ingest.publisher import RedisPublisher
 from tests.builders import body
 from tests.builders import load_payload
+from workers import broker_reads
 from workers import embedded_broker
 from workers import inflight
 from workers.celery_app import celery_config
@@ -190,10 +190,10 @@ class TestKombuRedisInternals:
     def test_priority_queues_are_named_as_metrics_counts_them(self):
         # The key helpers read class attributes only: no connection needed to call them.
         channel = object.__new__(kombu_redis.Channel)
-        assert list(channel.priority_steps) == [0, *ingest_metrics.PRIORITY_STEPS]
+        assert list(channel.priority_steps) == [0, *broker_reads.PRIORITY_STEPS]
         assert channel._q_for_pri(EVENTS_QUEUE, 0) == EVENTS_QUEUE
         assert [channel._q_for_pri(EVENTS_QUEUE, step) for step in (3, 6, 9)] == [
-            f"{EVENTS_QUEUE}{ingest_metrics.PRIORITY_SEPARATOR}{step}" for step in (3, 6, 9)
+            f"{EVENTS_QUEUE}{broker_reads.PRIORITY_SEPARATOR}{step}" for step in (3, 6, 9)
         ]
 
     def test_fanout_channels_carry_the_db_prefix_the_publisher_builds(self):

@@ -37,4 +37,4 @@ def install() -> None:
         return original(self, *args, **kwargs)
 
     setattr(_connparams, _PATCHED, True)
-    kombu_redis.Channel._connparams = _connparams
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]  # the patch

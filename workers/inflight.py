@@ -16,6 +16,7 @@ import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+from typing import cast
 
 import orjson
 import redis
@@ -85,7 +86,7 @@ def _oldest_queued_since(client: redis.Redis) -> float | None:
     return None
 
 
-def _tracked_id(raw: bytes) -> str | None:
+def _tracked_id(raw: bytes | str) -> str | None:
     """The event id a queued message carries in its header, if it is a usable one."""
     try:
         event_id = orjson.loads(raw)["headers"][EVENT_ID_HEADER]
@@ -134,7 +135,8 @@ def recover(
             client.zrem(INFLIGHT_SINCE, event_id)
             continue
         try:
-            text = unpack_inflight_body(body)
+            # The registry's client returns bytes (no decode_responses): the copy may be zlib.
+            text = unpack_inflight_body(cast(bytes, body))
         except (zlib.error, UnicodeDecodeError) as exc:
             # An odd entry must not stop the others; unwatched, it is logged once, not forever.
             client.zrem(INFLIGHT_SINCE, event_id)

@@ -7,11 +7,11 @@ import logging
 from dataclasses import dataclass
 
 from core import logs
-from handlers import HANDLERS
 from handlers.errors import PermanentError
 from handlers.errors import TransientError
 from handlers.events import AppointmentEvent
 from handlers.hooks import HookRegistry
+from handlers.registry import HANDLERS
 from handlers.storable import UNSTORABLE
 from handlers.storable import unstorable_fields
 from handlers.store import Store

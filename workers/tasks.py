@@ -46,6 +46,11 @@ RETRY_BACKOFF_FACTOR = 1
 RETRY_BACKOFF_MAX = 60
 
 
+def backoff_ceiling(retries: int, base: float) -> float:
+    """The longest wait before attempt ``retries + 2``: doubling from ``2 * base``, capped."""
+    return min(RETRY_BACKOFF_MAX, base * 2 ** (retries + 1))
+
+
 def backoff_countdown(retries: int, base: float) -> float:
     """Exponential backoff with "equal" jitter: between half the ceiling and the ceiling.
 
@@ -53,7 +58,7 @@ def backoff_countdown(retries: int, base: float) -> float:
     short database outage never dead-letters an event); the random half keeps many retried
     tasks from stampeding back together. ``base`` may be a fraction of a second.
     """
-    ceiling = min(RETRY_BACKOFF_MAX, base * 2 ** (retries + 1))
+    ceiling = backoff_ceiling(retries, base)
     # A retry held by a worker longer than VISIBILITY_TIMEOUT is delivered a second time, and
     # each copy then retries on its own: no wait may come near it.
     ceiling = min(ceiling, app.settings.retry_wait_limit)
@@ -63,11 +68,6 @@ def backoff_countdown(retries: int, base: float) -> float:
 def retry_countdown(retries: int) -> float:
     """The wait before an event's next attempt after a transient failure."""
     return backoff_countdown(retries, RETRY_BACKOFF_FACTOR)
-
-
-def describe(event_id: str, event_type: str | None, appointment_id: str | None) -> str:
-    """What Flower and the logs show of a webhook task's argument: identifiers only."""
-    return f"(event_id={event_id!r}, eventType={event_type!r}, appointment_id={appointment_id!r})"
 
 
 @app.task(name=PROCESS_WEBHOOK, bind=True, max_retries=EVENT_MAX_RETRIES)

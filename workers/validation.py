@@ -10,17 +10,17 @@ from typing import Any
 import orjson
 from marshmallow import ValidationError
 
+from core.config import VALIDATION_MODES
+from core.envelope import peek
+from core.names import UNSUPPORTED_ENTITY
 from handlers.events import AppointmentEvent
-from workers.schemas import STRICT
 from workers.schemas import TOLERANT
 from workers.schemas import UNSUPPORTED_EVENT_TYPE
 from workers.schemas import UNSUPPORTED_STATUS
 from workers.schemas import EnvelopeSchema
 from workers.schemas.paths import flatten_errors
 
-VALIDATION_MODES = (TOLERANT, STRICT)
 APPOINTMENT_ENTITY = "Appointment"
-UNSUPPORTED_ENTITY = "unsupported entity"
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,10 @@ class InvalidPayload(Exception):
         super().__init__(f"{reason}: {errors}")
         self.reason = reason
         self.errors = errors
-        raw = raw if isinstance(raw, dict) else {}
-        data = found if isinstance(found := raw.get("data"), dict) else {}
-        appointment = found if isinstance(found := data.get("appointment"), dict) else {}
-        self.event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
-        self.event_type = data.get("eventType") if isinstance(data.get("eventType"), str) else None
-        appointment_id = appointment.get("id")
-        self.appointment_id = appointment_id if isinstance(appointment_id, str) else None
+        ids = peek(raw)
+        self.event_id = ids.event_id
+        self.event_type = ids.event_type
+        self.appointment_id = ids.appointment_id
 
 
 def parse_event(body: str | bytes, *, mode: str = TOLERANT) -> AppointmentEvent:

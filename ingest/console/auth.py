@@ -25,6 +25,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 from core.config import Settings
 from ingest.console import bp
+from ingest.constant_time import same_secret
 from ingest.errors import IngestError
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -59,10 +60,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 def token_matches(presented: str) -> bool:
     """Compare with ADMIN_TOKEN in constant time, also with respect to its length."""
-    expected = current_app.config["ENGAGEHOOK_SETTINGS"].admin_token or ""
-    return hmac.compare_digest(
-        hashlib.sha256(presented.encode()).digest(), hashlib.sha256(expected.encode()).digest()
-    )
+    return same_secret(presented, current_app.config["ENGAGEHOOK_SETTINGS"].admin_token or "")
 
 
 def csrf_token() -> str:

@@ -1,6 +1,6 @@
 """The console's pages: overview, events, one event, one appointment, dead letters, hook runs.
 
-Every listing and replay goes through ``handlers.queries`` and ``handlers.replay``, the same
+Every listing and replay goes through ``handlers.reads`` (the store's read API), the same
 functions as the admin API and the CLI (imported on first use: ingest stays thin).
 """
 
@@ -68,9 +68,9 @@ def _safe_next(target: str | None) -> str:
 @bp.get("/")
 def overview():
     """What needs attention now: recent outcomes, backlog, dead letters, failing hooks."""
-    from handlers import queries
+    from handlers.reads import count_recent
 
-    counts = queries.count_recent(get_store())
+    counts = count_recent(get_store())
     return render_template(
         "console/overview.html",
         counts=counts,
@@ -114,7 +114,8 @@ def _mtime(path) -> float | None:
 @bp.get("/events")
 def events():
     """Event records, newest first, filtered and paged; ``jump`` opens one id directly."""
-    from handlers import queries
+    from handlers.reads import list_events
+    from handlers.reads import parse_event_filter
 
     jump = request.args.get("jump", "").strip()
     if jump:
@@ -123,9 +124,9 @@ def events():
     return _listing(
         "console/events.html",
         params,
-        lambda: queries.list_events(
+        lambda: list_events(
             get_store(),
-            queries.parse_event_filter(params),
+            parse_event_filter(params),
             limit=PAGE_SIZE,
             cursor=request.args.get("cursor"),
         ),
@@ -181,15 +182,16 @@ def find_appointment():
 @bp.get("/dead-letters")
 def dead_letters():
     """Dead letters matching the filters, with replay of one, the selected or all matching."""
-    from handlers import queries
+    from handlers.reads import list_dead_letters
+    from handlers.reads import parse_event_filter
 
     params = _params(DEAD_LETTER_FILTERS)
     return _listing(
         "console/dead_letters.html",
         params,
-        lambda: queries.list_dead_letters(
+        lambda: list_dead_letters(
             get_store(),
-            queries.parse_event_filter(params, dead_letters=True),
+            parse_event_filter(params, dead_letters=True),
             limit=PAGE_SIZE,
             cursor=request.args.get("cursor"),
         ),
@@ -205,8 +207,10 @@ def replay_dead_letters():
 
     A dry run renders what would be replayed, with a button to replay exactly those.
     """
-    from handlers import queries
-    from handlers import replay
+    from handlers.reads import InvalidQuery
+    from handlers.reads import matching_dead_letter_ids
+    from handlers.reads import parse_event_filter
+    from handlers.reads import replay_dead_letters
 
     form = request.form
     params = {name: form.get(name, "") for name in DEAD_LETTER_FILTERS if form.get(name)}
@@ -215,22 +219,26 @@ def replay_dead_letters():
     store = get_store()
     if scope in ("matching", "matching_dry_run"):
         try:
-            ids = queries.matching_dead_letter_ids(
-                store, queries.parse_event_filter(params, dead_letters=True)
-            )
-        except queries.InvalidQuery as exc:
+            ids = matching_dead_letter_ids(store, parse_event_filter(params, dead_letters=True))
+        except InvalidQuery as exc:
             flash(str(exc), "error")
-            return redirect(url_for("console.dead_letters", **params))
+            return redirect(_dead_letters_url(params))
     else:
         ids = form.getlist("ids")
     if not ids:
         flash("Nothing to replay: select dead letters first, or replay all matching.", "info")
-        return redirect(url_for("console.dead_letters", **params))
-    report = replay.replay_dead_letters(store, replay_queue().enqueue, ids, dry_run=dry_run)
+        return redirect(_dead_letters_url(params))
+    report = replay_dead_letters(store, replay_queue().enqueue, ids, dry_run=dry_run)
     if dry_run:
         return render_template("console/replay_preview.html", report=report, params=params)
     _flash_report(report, "replayed")
-    return redirect(url_for("console.dead_letters", **params))
+    return redirect(_dead_letters_url(params))
+
+
+def _dead_letters_url(params: dict[str, str]) -> str:
+    """The dead-letter listing with the filters the operator had set."""
+    values: dict[str, Any] = dict(params)  # query arguments, not url_for's own options
+    return url_for("console.dead_letters", **values)
 
 
 # -- hook runs ---------------------------------------------------------------------------------
@@ -239,15 +247,16 @@ def replay_dead_letters():
 @bp.get("/hook-runs")
 def hook_runs():
     """Hook runs, newest first, by state (the dead-lettered ones to start with)."""
-    from handlers import queries
+    from handlers.reads import list_hook_runs
+    from handlers.reads import parse_hook_state
 
     params = _params(("state",))
     return _listing(
         "console/hook_runs.html",
         params,
-        lambda: queries.list_hook_runs(
+        lambda: list_hook_runs(
             get_store(),
-            state=queries.parse_hook_state(params.get("state")),
+            state=parse_hook_state(params.get("state")),
             limit=PAGE_SIZE,
             cursor=request.args.get("cursor"),
         ),
@@ -257,9 +266,9 @@ def hook_runs():
 @bp.post("/hook-runs/<int:run_id>/replay")
 def replay_hook_run(run_id: int):
     """Run one dead-lettered hook run again."""
-    from handlers import replay
+    from handlers.reads import replay_hook_runs
 
-    report = replay.replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
+    report = replay_hook_runs(get_store(), replay_queue().run_hook, [run_id])
     _flash_report(report, "re-run")
     return redirect(request.form.get("back") or url_for("console.hook_runs"))
 
@@ -273,7 +282,7 @@ def _params(names: tuple[str, ...]) -> dict[str, str]:
 
 def _listing(template: str, params: dict[str, str], read):
     """Render a listing; a bad filter is shown on the page (400), never a broken page."""
-    from handlers.queries import InvalidQuery
+    from handlers.reads import InvalidQuery
 
     try:
         page = read()
@@ -285,7 +294,7 @@ def _listing(template: str, params: dict[str, str], read):
 
 
 def _event_states() -> tuple[str, ...]:
-    from handlers.store import EVENT_STATES
+    from handlers.reads import EVENT_STATES
 
     return EVENT_STATES
 

@@ -166,7 +166,7 @@ class TestRetryThenDeadLetter:
 class TestBackoff:
     @pytest.mark.parametrize("retries", range(8))
     def test_countdown_is_jittered_below_an_exponential_ceiling(self, retries):
-        ceiling = min(tasks.RETRY_BACKOFF_MAX, tasks.RETRY_BACKOFF_FACTOR * 2 ** (retries + 1))
+        ceiling = tasks.backoff_ceiling(retries, tasks.RETRY_BACKOFF_FACTOR)
         samples = [tasks.retry_countdown(retries) for _ in range(200)]
         assert all(ceiling / 2 <= s <= ceiling for s in samples)
         assert len(set(samples)) > 1  # jitter: retries of many events do not stampede together
