@@ -1,10 +1,10 @@
 """CANCEL: the appointment was cancelled, possibly with a cancellation form filled in."""
 
+from handlers.api import AppointmentTransaction
+from handlers.api import answers
+from handlers.api import field_change
+from handlers.api import prior
 from handlers.events import AppointmentEvent
-from handlers.snapshot import answers
-from handlers.snapshot import field_change
-from handlers.snapshot import prior
-from handlers.store import AppointmentTransaction
 
 
 def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:

@@ -1,8 +1,8 @@
 """CREATE: an appointment was booked; it becomes the stored state."""
 
+from handlers.api import AppointmentTransaction
+from handlers.api import field_change
 from handlers.events import AppointmentEvent
-from handlers.snapshot import field_change
-from handlers.store import AppointmentTransaction
 
 
 def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from handlers import snapshot
 from handlers.events import AppointmentEvent
+from handlers.snapshot import parse_instant
 
 # Keys of the recorded changes whose old/new values are instants (RESCHEDULE's start and end).
 _INSTANT_CHANGES = ("start", "end")
@@ -92,17 +93,6 @@ class HookEvent:
             "event_type": self.event_type,
             "appointment_id": self.appointment_id,
         }
-
-
-def parse_instant(value: Any) -> datetime | None:
-    """An ISO 8601 instant with an offset as an aware datetime; anything else is None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
 
 
 def _parsed_changes(changes: Mapping[str, Any]) -> dict[str, Any]:

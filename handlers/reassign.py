@@ -1,9 +1,9 @@
 """REASSIGN: the appointment was handed to other employees."""
 
+from handlers.api import AppointmentTransaction
+from handlers.api import employees
+from handlers.api import prior
 from handlers.events import AppointmentEvent
-from handlers.snapshot import employees
-from handlers.snapshot import prior
-from handlers.store import AppointmentTransaction
 
 
 def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:

@@ -13,7 +13,7 @@ from handlers import reopen
 from handlers import request_alternative_date
 from handlers import reschedule
 from handlers import reschedule_request
-from handlers.store import Handler
+from handlers.api import Handler
 
 HANDLERS: dict[str, Handler] = {
     "ACCEPT": accept.handle,

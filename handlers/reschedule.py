@@ -1,9 +1,9 @@
 """RESCHEDULE: the appointment moved to another time."""
 
+from handlers.api import AppointmentTransaction
+from handlers.api import field_change
+from handlers.api import prior
 from handlers.events import AppointmentEvent
-from handlers.snapshot import field_change
-from handlers.snapshot import prior
-from handlers.store import AppointmentTransaction
 
 
 def handle(event: AppointmentEvent, tx: AppointmentTransaction) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 Snapshot = Mapping[str, Any]
@@ -58,3 +59,14 @@ def field_change(name: str, old: Snapshot | None, new: Snapshot) -> dict[str, An
 def prior(event_previous: Snapshot | None, stored: Snapshot | None) -> Snapshot | None:
     """The state before this event: the sender's previousAppointment, else what we stored."""
     return event_previous if event_previous else stored
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """An ISO 8601 instant with an offset as an aware datetime; anything else is None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None

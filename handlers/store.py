@@ -10,7 +10,6 @@ readers use deferred transactions and see the last commit through WAL). See docs
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -43,6 +42,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 from handlers import hook_outbox
+from handlers.api import AppointmentTransaction
+from handlers.api import Handler
 from handlers.errors import TransientError
 from handlers.events import AppointmentEvent
 from handlers.models import Appointment
@@ -82,56 +83,8 @@ class ApplyResult:
     hook_run_ids: tuple[int, ...] = ()
 
 
-def _parse_instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-class AppointmentTransaction:
-    """The view a handler gets of the store while its event is being applied."""
-
-    def __init__(self, event: AppointmentEvent, current: Mapping[str, Any] | None) -> None:
-        self._event = event
-        self.current: Mapping[str, Any] | None = current
-        self.changes: dict[str, Any] = {}
-        # The appointment row to write at commit; None while the handler has not stored it.
-        self.row: dict[str, Any] | None = None
-
-    def apply_snapshot(self) -> None:
-        """Make the event's appointment object the stored state of the appointment."""
-        event, snapshot = self._event, dict(self._event.appointment)
-        self.row = {
-            "status": event.status,
-            "start": _parse_instant(snapshot.get("start")),
-            "end": _parse_instant(snapshot.get("end")),
-            "meeting_type": snapshot.get("meetingType"),
-            "external_id": snapshot.get("externalId"),
-            "subject_id": _reference_id(snapshot.get("subject")),
-            "office_id": _reference_id(snapshot.get("office")),
-            "listing_id": _reference_id(snapshot.get("listing")),
-            "lead_segment_id": _reference_id(snapshot.get("leadSegment")),
-            "updated_at": event.updated_at,
-            "snapshot": snapshot,
-            "last_event_id": event.id,
-            "last_event_type": event.event_type,
-            "last_applied_at": utcnow(),
-        }
-
-    def record(self, changes: Mapping[str, Any]) -> None:
-        """Add to what this event changed; written to the appointment's history."""
-        self.changes.update(changes)
-
-
-Handler = Callable[[AppointmentEvent, AppointmentTransaction], None]
 
 
 class Store:
@@ -632,13 +585,6 @@ def _write_record(
         )
     else:
         conn.execute(_ANOTHER_ATTEMPT, {**values, "record_id": event_id})
-
-
-def _reference_id(value: Any) -> str | None:
-    """The ``id`` of a referenced object (subject, office, ...), as a string; ids may be ints."""
-    if isinstance(value, Mapping) and value.get("id") is not None:
-        return str(value["id"])[:255]
-    return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -5,6 +5,8 @@ The floors, bottom to top:
 - the ground floor (``core``: configuration, logging, build information, wire names) imports
   nothing of the project;
 - ``handlers`` imports only itself and the ground floor: no Celery, Flask, workers or ingest;
+  each eventType handler imports only the handler API (``handlers.api``) and
+  ``handlers.events``, and loads no database code;
 - ``workers`` may import handlers and the ground floor, never ingest;
 - ``ingest`` knows HTTP and enqueueing: it imports the ground floor, the wire names and Celery
   app of ``workers.celery_app``, and from workers and handlers only the public read functions
@@ -341,3 +343,27 @@ def test_the_ground_floor_loads_no_celery_and_nothing_above_it():
 
 def test_celery_app_module_does_not_import_the_tasks():
     assert loaded_after("import workers.celery_app", ("workers.tasks", "handlers")) == []
+
+
+HANDLER_API = ("handlers.api", "handlers.events")
+
+
+def event_type_handler_modules() -> list[str]:
+    """The modules the registry maps eventTypes to (read from its source, not imported)."""
+    return sorted(m for m, _ in project_imports("handlers.registry") if m not in HANDLER_API)
+
+
+@pytest.mark.parametrize("module", event_type_handler_modules())
+def test_a_handler_imports_only_the_handler_api(module):
+    imported = {m for m, _ in project_imports(module)}
+    assert imported <= set(HANDLER_API), imported - set(HANDLER_API)
+
+
+@pytest.mark.parametrize("module", event_type_handler_modules())
+def test_a_handler_loads_no_database_code(module):
+    assert loaded_after(f"import {module}", (*DATABASE_LIBRARIES, "handlers.store")) == []
+
+
+def test_the_handler_api_is_still_importable_from_the_store():
+    code = "from handlers.store import AppointmentTransaction, Handler\n"
+    assert "handlers.api" in loaded_after(code, ("handlers.api",))
