@@ -38,6 +38,8 @@ ROW_ID = "engagehook_row_id"
 # short one so that its publish gives up in time and spools (ingest/queue.py).
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
 BUSY_TIMEOUT_OPTION = "busy_timeout"
+# Longest an idle worker polls before Celery looks at its shutdown flag again.
+DRAIN_SLICE_SECONDS = 0.25
 
 
 def _sqlite_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Any:
@@ -190,6 +192,13 @@ class Transport(kombu_sqla.Transport):
 
     Channel = Channel
     polling_interval = 0.1
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        # Celery's blocking loop drains for 2 s between looks at its shutdown flag, so a
+        # worker told to stop idled up to 2 s first; the loop goes round again at once.
+        if timeout is not None:
+            timeout = min(timeout, DRAIN_SLICE_SECONDS)
+        super().drain_events(connection, timeout=timeout)
 
 
 def restore_orphans(broker_url: str, held_longer_than: float) -> int:
