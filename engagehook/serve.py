@@ -167,6 +167,12 @@ def supervise(
         started_at[role] = time.monotonic()
 
     last = first[0] if first is not None else None
+    signalled: set[str] = set()
+
+    def terminate(role: str) -> None:
+        if role not in signalled and children[role].poll() is None:
+            children[role].send_signal(signal.SIGTERM)
+        signalled.add(role)
 
     def stop(signum: int, _frame: object) -> None:
         # The first role (web) stops last: while the workers finish their tasks it goes on
@@ -174,9 +180,9 @@ def supervise(
         # the moments web itself is down. A second signal stops it at once too.
         nonlocal stopping
         again, stopping = stopping, True
-        for role, child in children.items():
-            if child.poll() is None and (again or role != last):
-                child.send_signal(signal.SIGTERM)
+        for role in list(children):
+            if again or role != last:
+                terminate(role)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -206,10 +212,11 @@ def supervise(
                 time.sleep(RESTART_BACKOFF_SECONDS)
                 start(role)
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    # A role whose start the signal interrupted (Popen had not returned) was not in
+    # ``children`` for the handler: it is told now.
     for role in sorted(children, key=lambda role: role == last):  # the last role last
+        terminate(role)
         child = children[role]
-        if role == last and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
