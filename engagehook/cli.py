@@ -216,6 +216,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     if args.threads:
         # One connection per thread, as in the config module: a busy worker stops accepting.
         argv += ["--threads", str(args.threads), "--worker-connections", str(args.threads)]
+    if args.graceful_timeout is not None:
+        argv += ["--graceful-timeout", str(args.graceful_timeout)]
     os.execv(sys.executable, argv)
     return 0  # not reached
 
@@ -561,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="threads per gunicorn worker, one connection each (default 64)",
+    )
+    p.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=None,
+        help="seconds a stopping worker waits for requests in flight (default 30)",
     )
     p.set_defaults(func=cmd_web)
 

@@ -5,6 +5,10 @@ Each role runs as a child process exactly as `engagehook web`, `engagehook worke
 worker per role: user hooks never share the events' pool). Plain `engagehook worker` uses
 the same supervisor for its two roles. The children die with the supervisor even on
 SIGKILL (PR_SET_PDEATHSIG), so a restart never finds the port still taken.
+
+Web starts first and the workers only once it answers /readyz: what the sender posts is
+acknowledged once it is in the broker, so on a small host the seconds the two Celery workers
+take to boot are not seconds of refused deliveries.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from core.config import Settings
 
@@ -26,6 +31,11 @@ RESTART_BACKOFF_SECONDS = 1.0
 SHUTDOWN_GRACE_SECONDS = 60
 # A worker role that exits with an error this soon after starting is refusing to start.
 STARTUP_SECONDS = 30
+# Under serve, web waits at most this long for a request in flight when it stops: the sender
+# gives up after 3 s and retries (gunicorn's own default, for `engagehook web`, stays 30 s).
+SERVE_WEB_GRACEFUL_SECONDS = 5
+# How long the workers wait for web to answer /readyz before they start anyway.
+WEB_READY_WAIT_SECONDS = 60
 
 
 def _die_with_parent() -> None:
@@ -38,10 +48,17 @@ def _die_with_parent() -> None:
 
 def prepare(settings: Settings) -> None:
     """Create the data dir, migrate the store and give back what a dead run left held."""
+    from handlers.migrate import schema_state
     from handlers.store import Store
 
     settings.ensure_dirs()
-    Store(settings.store_url).migrate()
+    store = Store(settings.store_url)
+    try:
+        # A restart finds the schema current: reading its revision is all it needs to do.
+        if not schema_state(store.engine).up_to_date:
+            store.migrate()
+    finally:
+        store.engine.dispose()
     if settings.embedded:
         from workers.embedded_broker import restore_orphans
 
@@ -87,6 +104,8 @@ def run(
             str(port),
             "--workers",
             str(web_workers),
+            "--graceful-timeout",
+            str(SERVE_WEB_GRACEFUL_SECONDS),
         ],
         **worker_commands(concurrency, hook_concurrency),
     }
@@ -96,15 +115,40 @@ def run(
         port,
         "embedded broker and store" if settings.embedded else "Redis",
     )
-    return supervise(commands)
+    return supervise(commands, first=("web", lambda: _answers_ready(host, port)))
 
 
-def supervise(commands: dict[str, list[str]], *, give_up_at_start: bool = False) -> int:
+def _answers_ready(host: str, port: int) -> bool:
+    """Whether web on ``host:port`` answers /readyz with 200 (it can take webhooks)."""
+    import urllib.error
+    import urllib.request
+
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=1) as answer:
+            return answer.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def supervise(
+    commands: dict[str, list[str]],
+    *,
+    give_up_at_start: bool = False,
+    first: tuple[str, Callable[[], bool]] | None = None,
+) -> int:
     """Run each command as a child, restart one that dies, stop all on SIGTERM/SIGINT.
 
     With ``give_up_at_start``, a child that exits with an error within STARTUP_SECONDS (a
     worker refusing to start: unloadable hooks, bad configuration) stops everything with its
-    exit code instead of being restarted in a loop.
+    exit code instead of being restarted in a loop. With ``first`` (a role and a readiness
+    check), that role starts alone and the others once the check passes (or after
+    WEB_READY_WAIT_SECONDS), so they do not compete with it for the CPU while it boots.
     """
     env = {**os.environ, "ENGAGEHOOK_SKIP_MIGRATE": "1"}
     children: dict[str, subprocess.Popen] = {}
@@ -122,17 +166,38 @@ def supervise(commands: dict[str, list[str]], *, give_up_at_start: bool = False)
         )
         started_at[role] = time.monotonic()
 
+    last = first[0] if first is not None else None
+    signalled: set[str] = set()
+
+    def terminate(role: str) -> None:
+        if role not in signalled and children[role].poll() is None:
+            children[role].send_signal(signal.SIGTERM)
+        signalled.add(role)
+
     def stop(signum: int, _frame: object) -> None:
+        # The first role (web) stops last: while the workers finish their tasks it goes on
+        # acknowledging webhooks into the broker, so a restart refuses deliveries only for
+        # the moments web itself is down. A second signal stops it at once too.
         nonlocal stopping
-        stopping = True
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        again, stopping = stopping, True
+        for role in list(children):
+            if again or role != last:
+                terminate(role)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for role in commands:
+    if first is not None:
+        role, ready = first
         start(role)
+        deadline = time.monotonic() + WEB_READY_WAIT_SECONDS
+        while not stopping and children[role].poll() is None and not ready():
+            if time.monotonic() > deadline:
+                logger.warning("%s is not ready yet; starting the other roles anyway", role)
+                break
+            time.sleep(0.1)
+    for role in commands:
+        if role not in children and not stopping:
+            start(role)
     while not stopping:
         time.sleep(0.5)
         for role, child in list(children.items()):
@@ -147,7 +212,11 @@ def supervise(commands: dict[str, list[str]], *, give_up_at_start: bool = False)
                 time.sleep(RESTART_BACKOFF_SECONDS)
                 start(role)
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
-    for child in children.values():
+    # A role whose start the signal interrupted (Popen had not returned) was not in
+    # ``children`` for the handler: it is told now.
+    for role in sorted(children, key=lambda role: role == last):  # the last role last
+        terminate(role)
+        child = children[role]
         try:
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -39,6 +39,8 @@ ROW_ID = "engagehook_row_id"
 # (transport option BUSY_TIMEOUT_OPTION): workers fetch and ack patiently; ingest passes a
 # short one so that its publish gives up in time and spools (ingest/queue.py).
 DEFAULT_BUSY_TIMEOUT_SECONDS = 30.0
+# Longest an idle worker polls before Celery looks at its shutdown flag again.
+DRAIN_SLICE_SECONDS = 0.25
 
 
 def _sqlite_engine(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT_SECONDS) -> Any:
@@ -191,6 +193,13 @@ class Transport(kombu_sqla.Transport):
 
     Channel = Channel
     polling_interval = 0.1
+
+    def drain_events(self, connection: Any, **kwargs: Any) -> Any:
+        # Celery's blocking loop drains for 2 s between looks at its shutdown flag, so a
+        # worker told to stop idled up to 2 s first; the loop goes round again at once.
+        if kwargs.get("timeout") is not None:
+            kwargs["timeout"] = min(kwargs["timeout"], DRAIN_SLICE_SECONDS)
+        return super().drain_events(connection, **kwargs)
 
 
 def restore_orphans(broker_url: str, held_longer_than: float) -> int:

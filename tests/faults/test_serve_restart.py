@@ -5,6 +5,12 @@ Celery worker finish in-flight work), SIGKILL of the supervisor alone (its child
 SIGTERM through PR_SET_PDEATHSIG) or SIGKILL of every process at once (a power cut, short of
 the disk). Requests sent while it is down are refused, which the sender retries; every one
 answered 2xx must end processed exactly once.
+
+How many requests a restart refuses is a matter of how fast the host boots Python, not of
+the contract, so the test does not count them against a share of the stream: it streams
+until the last restart is behind it and asserts that serve acknowledged events in every
+stretch it was up (before the first restart, between each two, after the last), so each kind
+of restart happened with acknowledged events on both sides.
 """
 
 from __future__ import annotations
@@ -60,17 +66,25 @@ def test_events_acknowledged_across_serve_restarts_are_processed_exactly_once(tm
     ledger = Ledger(f"sqlite:///{(data_dir / 'engagehook.sqlite3').resolve()}")
     try:
         wait_http_ok(ready, timeout=60)
-        count = int(RATE * SECONDS_BETWEEN_RESTARTS * (len(RESTARTS) + 1))
         stream = Stream(f"http://127.0.0.1:{port}/webhooks", prefix="restart", rate=RATE)
-        stream.start(count)
+        stream.start(int(RATE * 3600))  # stopped below, once the last restart is behind it
+        stretches = []  # (acknowledged when serve was up, when it was taken down)
+        up = 0
         for how in RESTARTS:
             time.sleep(SECONDS_BETWEEN_RESTARTS)
+            stretches.append((up, len(stream.acked)))
             take_down(serve, how)
             serve = start(["serve", "--port", str(port)], env, tmp_path / "serve.log")
             wait_http_ok(ready, timeout=60)
-        stream.wait()
+            up = len(stream.acked)
+        time.sleep(SECONDS_BETWEEN_RESTARTS)
+        stretches.append((up, len(stream.acked)))
+        stream.stop()
 
-        assert len(stream.acked) > count // 2  # most arrived while it was up
+        acked_per_stretch = [down - up for up, down in stretches]
+        assert all(acked_per_stretch), (
+            f"acknowledged while up: {acked_per_stretch} {stream.refused}"
+        )
         ledger.assert_exactly_once(stream.acked, timeout=scale(90, 300))
     finally:
         stop(serve)
