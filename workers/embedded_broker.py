@@ -194,12 +194,12 @@ class Transport(kombu_sqla.Transport):
     Channel = Channel
     polling_interval = 0.1
 
-    def drain_events(self, connection: Any, **kwargs: Any) -> Any:
+    def drain_events(self, connection: Any, timeout: Any = None, **kwargs: Any) -> Any:
         # Celery's blocking loop drains for 2 s between looks at its shutdown flag, so a
         # worker told to stop idled up to 2 s first; the loop goes round again at once.
-        if kwargs.get("timeout") is not None:
-            kwargs["timeout"] = min(kwargs["timeout"], DRAIN_SLICE_SECONDS)
-        return super().drain_events(connection, **kwargs)
+        if timeout is not None:
+            timeout = min(timeout, DRAIN_SLICE_SECONDS)
+        return super().drain_events(connection, timeout=timeout, **kwargs)
 
 
 def restore_orphans(broker_url: str, held_longer_than: float) -> int:
