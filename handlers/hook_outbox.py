@@ -37,6 +37,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import CursorResult
 
+from handlers import hook_registrations
 from handlers.models import AppointmentChange
 from handlers.models import EventRecord
 from handlers.models import HookRun
@@ -105,7 +106,13 @@ def queue_runs(
     prior_state: Mapping[str, Any] | None,
     now: datetime,
 ) -> tuple[int, ...]:
-    """Write one pending run per hook, in the transaction that applies the event."""
+    """Write one pending run per hook, in the transaction that applies the event.
+
+    The hooks are ``hook_names`` (the applying worker's) and every hook of the event's type
+    that a worker of the deployment registered recently (handlers/hook_registrations.py).
+    """
+    recent = hook_registrations.registered_names(conn, event_type, now)
+    hook_names = list(dict.fromkeys([*hook_names, *recent]))
     # One INSERT per hook (there are few): inserted_primary_key works on every backend,
     # where a multi-row RETURNING needs SQLite 3.35 or newer.
     return tuple(

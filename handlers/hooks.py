@@ -133,6 +133,13 @@ class HookRegistry:
                     "or decorate the function with @on"
                 )
 
+    def registrations(self) -> dict[str, tuple[str, ...]]:
+        """Each hook's name and the eventTypes it runs for (what a worker records at start)."""
+        return {
+            name: tuple(t for t, names in self._names_by_type.items() if name in names)
+            for name in self._by_name
+        }
+
     def describe(self) -> str:
         """One line naming every hook and its eventTypes, for the worker's start-up log."""
         if not self._by_name:

@@ -134,3 +134,18 @@ class HookRun(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The appointment as stored before the event was applied (None for its first event).
     prior_state: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class HookRegistration(Base):
+    """A hook some worker of the deployment loaded, per eventType, and when it last said so.
+
+    An event is given a run for every hook registered here recently, not only for those the
+    worker applying it loaded: during a rolling deploy that worker may not have them yet.
+    """
+
+    __tablename__ = "hook_registrations"
+    __table_args__ = (Index("ix_hook_registrations_type_seen", "event_type", "last_seen_at"),)
+
+    hook_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,6 +6,8 @@
   main process SIGKILLed in that window) are republished from the in-flight registry.
 - Hook outbox: hook runs committed with their event but never finished (their message was
   lost, or the publish after the commit failed) are published again.
+- Hook registrations: the hooks this worker loaded are recorded again every minute, so
+  events applied by workers without them still get their runs (handlers/hook_registrations.py).
 - Retention: finished event records older than ENGAGEHOOK_RETENTION_DAYS are pruned about
   once an hour (workers/retention.py).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from celery import Celery
@@ -25,6 +28,8 @@ from core.names import EVENT_ID_HEADER
 from core.names import PROCESS_WEBHOOK
 from core.names import RUN_HOOK
 from handlers import hook_outbox
+from handlers import hook_registrations
+from handlers.hooks import registry as hook_registry
 from handlers.store import Store
 from workers import inflight
 from workers.celery_app import settings_of
@@ -34,6 +39,7 @@ from workers.retention import redis_claim
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_SECONDS = 15.0  # at most; shorter when VISIBILITY_TIMEOUT is short
+REFRESH_SECONDS = hook_registrations.REFRESH_INTERVAL.total_seconds()
 _stop = threading.Event()
 
 
@@ -63,6 +69,17 @@ def sweep(settings: Settings, store: Store, celery_app: Celery) -> dict[str, int
         "republished_webhooks": recovered,
         "republished_hook_runs": republished,
     }
+
+
+def record_hooks(store: Store) -> None:
+    """Record the hooks this worker loaded, so every event gets their runs (rolling deploys)."""
+    hooks = hook_registry.registrations()
+    if not hooks:
+        return
+    try:
+        hook_registrations.record(store.engine, hooks)
+    except Exception as exc:  # noqa: BLE001 - the next pass records them; the class says why
+        logger.warning("hooks loaded here not recorded in the store: %s", exc.__class__.__name__)
 
 
 def _recover_inflight(settings: Settings, store: Store, celery_app: Celery) -> int:
@@ -101,7 +118,11 @@ def _loop(settings: Settings, celery_app: Celery) -> None:
     store = Store(settings.store_url)
     retention = _retention(settings, store)
     interval = min(SWEEP_INTERVAL_SECONDS, max(1.0, settings.visibility_timeout / 2))
+    hooks_recorded_at = time.monotonic()  # at start by workers.tasks, before any message
     while not _stop.wait(interval):
+        if time.monotonic() - hooks_recorded_at >= REFRESH_SECONDS:
+            record_hooks(store)
+            hooks_recorded_at = time.monotonic()
         try:
             sweep(settings, store, celery_app)
         except Exception:  # noqa: BLE001 - the next pass tries again

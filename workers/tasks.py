@@ -22,6 +22,7 @@ from handlers.hook_runner import Attempt
 from handlers.hook_runner import HookRunDeadLettered
 from handlers.hook_runner import attempt
 from handlers.hooks import registry as hook_registry
+from handlers.store import Store
 from workers import broker_patches
 from workers import inflight
 from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_METRICS_PORT)
@@ -316,3 +317,10 @@ def load_hooks_or_refuse_to_start(sender=None, **kwargs) -> None:
         # Celery logs and swallows an Exception from a signal handler; SystemExit stops it.
         raise SystemExit(f"engagehook worker: cannot load user hooks: {exc}") from exc
     logger.info(hook_registry.describe())
+    # Before this worker takes a message: from now on every event gets runs of these hooks,
+    # whichever worker applies it.
+    store = Store(settings.store_url)
+    try:
+        sweeper.record_hooks(store)
+    finally:
+        store.engine.dispose()

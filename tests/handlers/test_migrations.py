@@ -54,7 +54,7 @@ SNAPSHOT = {
 class TestMigrations:
     def test_head_creates_every_table_and_matches_the_models(self, bare_store):
         bare_store.migrate()
-        assert revision(bare_store) == "0004"
+        assert revision(bare_store) == "0005"
         with bare_store.engine.connect() as conn:
             diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diffs == []
@@ -62,7 +62,7 @@ class TestMigrations:
     def test_migrating_again_changes_nothing(self, bare_store):
         bare_store.migrate()
         bare_store.migrate()
-        assert revision(bare_store) == "0004"
+        assert revision(bare_store) == "0005"
 
     def test_upgrade_from_0001_fills_reference_ids_from_stored_snapshots(self, bare_store):
         upgrade(bare_store.engine, "0001")

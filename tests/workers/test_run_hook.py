@@ -9,18 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from core.config import Settings
 from handlers import HANDLERS
+from handlers import hook_registrations
 from handlers.errors import PermanentError
 from handlers.hook_event import HookEvent
 from handlers.hook_runner import HookRunDeadLettered
 from handlers.hooks import HookRegistry
+from handlers.models import utcnow
+from handlers.store import Store
 from tests.handlers.builders import from_payload
 from tests.handlers.builders import payload
+from workers import sweeper
 from workers import tasks
+from workers.processing import process
 from workers.runtime import WorkerRuntime
 from workers.runtime import set_runtime
 
@@ -182,3 +189,107 @@ class TestWhatAHookReceives:
         assert event.raw["id"] == "e-1"
         stored = store.get_appointment("appt-1")["history"][-1]["changes"]
         assert stored["start"]["new"] == "2026-03-03T14:30:00+01:00"
+
+
+class RollingDeploy:
+    """The hooks workers during a rolling deploy: a run's first attempt lands on a worker of
+    the old release (``old``), its retries on one of the new (``new``). Records where each
+    attempt looked the hook up."""
+
+    def __init__(self, old: HookRegistry, new: HookRegistry) -> None:
+        self.old, self.new = old, new
+        self.looked_up_on: list[str] = []
+
+    def get(self, name):
+        release = "old" if not self.looked_up_on else "new"
+        self.looked_up_on.append(release)
+        return getattr(self, release).get(name)
+
+
+class TestRollingDeploys:
+    """Issue 14 item 4: an event applied by a worker without a hook still gets that hook's run."""
+
+    @pytest.fixture
+    def releases(self, sqlite_store, tmp_path):
+        calls = []
+
+        def sync_crm(event):
+            calls.append(event.id)
+
+        old, new = HookRegistry(), HookRegistry()
+        name = new.add(sync_crm, ["CANCEL"])
+        settings = Settings(
+            data_dir=tmp_path, hook_max_retries=MAX_RETRIES, hook_retry_backoff=0.0005
+        )
+        yield sqlite_store, settings, old, new, name, calls
+        set_runtime(None)
+
+    def test_event_applied_without_the_hook_gets_its_run_and_it_runs_where_the_hook_is(
+        self, releases
+    ):
+        store, settings, old, new, name, calls = releases
+        hook_registrations.record(store.engine, new.registrations())  # a new worker started
+        body = json.dumps(payload("CANCEL", event_id="e-1"))
+
+        outcome = process(body, store, old)  # applied by a worker of the old release
+
+        (run_id,) = outcome.hook_run_ids
+        assert only_run(store)["hook"] == name
+        workers = RollingDeploy(old, new)
+        set_runtime(WorkerRuntime(settings, store, workers))
+        assert run(run_id).get() == f"hook:{name}"
+        assert workers.looked_up_on == ["old", "new"]  # retried, not dead-lettered, on the old
+        assert calls == ["e-1"]
+        done = only_run(store)
+        assert (done["state"], done["attempts"]) == ("done", 2)
+
+    def test_the_applying_workers_own_hooks_and_the_recorded_ones_each_get_one_run(self, releases):
+        store, _settings, old, new, name, _calls = releases
+        both = HookRegistry()
+        both.add(new.get(name), ["CANCEL"])
+        hook_registrations.record(store.engine, new.registrations())
+        process(json.dumps(payload("CANCEL", event_id="e-1")), store, both)
+        assert [run["hook"] for run in store.get_event("e-1")["hooks"]] == [name]
+
+    def test_a_hook_no_worker_recorded_for_a_while_gets_no_more_runs(self, releases):
+        store, _settings, old, new, _name, _calls = releases
+        long_ago = utcnow() - hook_registrations.REGISTRATION_TTL - timedelta(seconds=1)
+        hook_registrations.record(store.engine, new.registrations(), now=long_ago)
+        outcome = process(json.dumps(payload("CANCEL", event_id="e-1")), store, old)
+        assert outcome.hook_run_ids == ()
+
+    def test_a_hook_recorded_for_another_event_type_gets_no_run(self, releases):
+        store, _settings, old, new, _name, _calls = releases
+        hook_registrations.record(store.engine, new.registrations())
+        outcome = process(json.dumps(payload("COMPLETE", event_id="e-1")), store, old)
+        assert outcome.hook_run_ids == ()
+
+    def test_recording_again_refreshes_the_last_seen_time(self, releases):
+        store, _settings, _old, new, name, _calls = releases
+        long_ago = utcnow() - timedelta(days=1)
+        hook_registrations.record(store.engine, new.registrations(), now=long_ago)
+        hook_registrations.record(store.engine, new.registrations())
+        with store.engine.connect() as conn:
+            assert hook_registrations.registered_names(conn, "CANCEL", utcnow()) == [name]
+
+    def test_a_worker_records_its_hooks_at_start_before_it_takes_a_message(
+        self, tmp_path, monkeypatch
+    ):
+        settings = Settings(data_dir=tmp_path)
+        store = Store(settings.store_url)
+        store.migrate()
+        loaded = HookRegistry()
+        name = loaded.add(refusing_for_good, ["CANCEL", "COMPLETE"])
+        monkeypatch.setattr(tasks, "hook_registry", loaded)
+        monkeypatch.setattr(sweeper, "hook_registry", loaded)
+        worker = SimpleNamespace(
+            app=SimpleNamespace(conf=SimpleNamespace(engagehook_settings=settings))
+        )
+
+        tasks.load_hooks_or_refuse_to_start(sender=worker)
+
+        with store.engine.connect() as conn:
+            for event_type in ("CANCEL", "COMPLETE"):
+                assert hook_registrations.registered_names(conn, event_type, utcnow()) == [name]
+            assert hook_registrations.registered_names(conn, "CREATE", utcnow()) == []
+        store.engine.dispose()
