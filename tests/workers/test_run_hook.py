@@ -27,6 +27,7 @@ from tests.handlers.builders import from_payload
 from tests.handlers.builders import payload
 from workers import sweeper
 from workers import tasks
+from workers.celery_app import create_celery_app
 from workers.processing import process
 from workers.runtime import WorkerRuntime
 from workers.runtime import set_runtime
@@ -282,9 +283,7 @@ class TestRollingDeploys:
         name = loaded.add(refusing_for_good, ["CANCEL", "COMPLETE"])
         monkeypatch.setattr(tasks, "hook_registry", loaded)
         monkeypatch.setattr(sweeper, "hook_registry", loaded)
-        worker = SimpleNamespace(
-            app=SimpleNamespace(conf=SimpleNamespace(engagehook_settings=settings))
-        )
+        worker = SimpleNamespace(app=create_celery_app(settings))
 
         tasks.load_hooks_or_refuse_to_start(sender=worker)
 
