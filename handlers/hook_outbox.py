@@ -37,18 +37,18 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import CursorResult
 
+from core.states import FINISHED_HOOK_RUN_STATES
 from handlers import hook_registrations
 from handlers.models import AppointmentChange
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.models import utcnow
 from handlers.storable import label
+from handlers.views import hook_run_view
 
 if TYPE_CHECKING:
     from handlers.store import Store
 
-HOOK_RUN_STATES = ("pending", "running", "done", "dead_lettered")
-FINISHED_STATES = frozenset({"done", "dead_lettered"})
 # last_error is for operators (behind ADMIN_TOKEN); a hook's message is cut to this length.
 MAX_ERROR_CHARS = 1000
 
@@ -148,7 +148,7 @@ def claim(
         run = session.get(HookRun, run_id, with_for_update=True)
         if run is None:
             return Finished(None)
-        if run.state in FINISHED_STATES:
+        if run.state in FINISHED_HOOK_RUN_STATES:
             return Finished(run.state, hook_name=run.hook_name, event_id=run.event_id)
         now = now or utcnow()
         if run.lease_expires_at is not None and run.lease_expires_at > now:
@@ -262,7 +262,7 @@ def list_runs(
             query = query.where(HookRun.state == state)
         if after_id is not None:
             query = query.where(HookRun.id < after_id)
-        return [hook_run_dict(run) for run in session.scalars(query).all()]
+        return [hook_run_view(run) for run in session.scalars(query).all()]
 
 
 def dead_runs(store: Store) -> list[dict[str, Any]]:
@@ -271,7 +271,7 @@ def dead_runs(store: Store) -> list[dict[str, Any]]:
         runs = session.scalars(
             select(HookRun).where(HookRun.state == "dead_lettered").order_by(HookRun.id)
         ).all()
-        return [hook_run_dict(run) for run in runs]
+        return [hook_run_view(run) for run in runs]
 
 
 def requeue(store: Store, run_id: int) -> bool:
@@ -300,21 +300,6 @@ def count_runs(store: Store, state: str | None = None) -> int:
         return int(session.scalar(query) or 0)
 
 
-def hook_run_dict(run: HookRun) -> dict[str, Any]:
-    """A hook run as JSON-ready values (no payload values besides the operator's last error)."""
-    return {
-        "id": run.id,
-        "eventId": run.event_id,
-        "eventType": run.event_type,
-        "hook": run.hook_name,
-        "state": run.state,
-        "attempts": run.attempts,
-        "lastError": run.last_error,
-        "createdAt": _iso(run.created_at),
-        "finishedAt": _iso(run.finished_at),
-    }
-
-
 def _held_by(held: HookClaim) -> Any:
     return and_(
         HookRun.id == held.run_id, HookRun.claimed_by == held.token, HookRun.state == "running"
@@ -330,10 +315,6 @@ def _lost_attempt(attempt: int) -> str:
 def _bounded(error: str | None) -> str | None:
     # A hook's message may hold anything, a NUL included: the store must always take it.
     return label(error, MAX_ERROR_CHARS)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 def _changed_one(result: Any) -> bool:

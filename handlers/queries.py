@@ -28,12 +28,15 @@ from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 
+from core.states import EVENT_STATES
+from core.states import HOOK_RUN_STATES
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.models import utcnow
-from handlers.store import EVENT_STATES
-from handlers.store import HOOK_RUN_STATES
 from handlers.store import Store
+from handlers.views import event_view
+from handlers.views import hook_run_view
+from handlers.views import iso
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -241,7 +244,7 @@ def list_events(
     query = query.order_by(EventRecord.received_at.desc(), EventRecord.id.desc()).limit(limit + 1)
     with store.transaction(read_only=True) as session:
         rows = session.execute(query).all()
-    items = [_event_item(row) for row in rows[:limit]]
+    items = [event_view(row) for row in rows[:limit]]
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
     return Page(items, encode_cursor(last.received_at, last.id) if last is not None else None)
@@ -293,22 +296,6 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _event_item(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "state": row.state,
-        "eventType": row.event_type,
-        "appointmentId": row.appointment_id,
-        "appointmentUpdatedAt": _iso(row.appointment_updated_at),
-        "reason": row.reason,
-        "errors": row.errors or [],
-        "receivedAt": _iso(row.received_at),
-        "processedAt": _iso(row.processed_at),
-        "attempts": row.attempts,
-        "duplicates": row.duplicates,
-    }
-
-
 # -- hook runs ---------------------------------------------------------------------------------
 
 
@@ -337,7 +324,7 @@ def list_hook_runs(
     query = query.order_by(HookRun.id.desc()).limit(limit + 1)
     with store.transaction(read_only=True) as session:
         runs = session.scalars(query).all()
-    items = [hook_run_item(run) for run in runs[:limit]]
+    items = [hook_run_view(run) for run in runs[:limit]]
     last = runs[limit - 1] if len(runs) > limit else None
     return Page(items, encode_cursor(last.created_at, last.id) if last is not None else None)
 
@@ -346,24 +333,7 @@ def get_hook_run(store: Store, run_id: int) -> dict[str, Any] | None:
     """One hook run, or None."""
     with store.transaction(read_only=True) as session:
         run = session.get(HookRun, run_id)
-        return hook_run_item(run) if run is not None else None
-
-
-def hook_run_item(run: HookRun) -> dict[str, Any]:
-    """A hook run as JSON-ready values."""
-    return {
-        "id": run.id,
-        "eventId": run.event_id,
-        "eventType": run.event_type,
-        "appointmentId": run.appointment_id,
-        "hook": run.hook_name,
-        "state": run.state,
-        "attempts": run.attempts,
-        "lastError": run.last_error,
-        "createdAt": _iso(run.created_at),
-        "claimedAt": _iso(run.claimed_at),
-        "finishedAt": _iso(run.finished_at),
-    }
+        return hook_run_view(run) if run is not None else None
 
 
 # -- the overview ------------------------------------------------------------------------------
@@ -393,7 +363,7 @@ def count_recent(store: Store, *, now: datetime | None = None) -> Counts:
         )
         rows = session.execute(select(HookRun.state, func.count()).group_by(HookRun.state)).all()
         counts.hook_runs = {state: int(n) for state, n in rows}
-        counts.oldest_unfinished = _iso(
+        counts.oldest_unfinished = iso(
             session.scalar(
                 select(func.min(EventRecord.received_at)).where(
                     EventRecord.state.in_(("queued", "retrying"))
@@ -401,7 +371,3 @@ def count_recent(store: Store, *, now: datetime | None = None) -> Counts:
             )
         )
     return counts
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None

@@ -17,6 +17,7 @@ from sqlalchemy import or_
 from sqlalchemy import select
 
 from core.names import UNSUPPORTED_ENTITY
+from core.states import EVENT_STATES
 from handlers.models import EventRecord
 from handlers.models import HookRun
 from handlers.queries import InvalidQuery
@@ -30,7 +31,6 @@ from handlers.queries import parse_hook_state
 from handlers.queries import parse_limit
 from handlers.replay import replay_dead_letters
 from handlers.replay import replay_hook_runs
-from handlers.store import EVENT_STATES
 from handlers.store import Store
 
 __all__ = [

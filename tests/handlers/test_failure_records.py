@@ -15,6 +15,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import DataError
 
+from handlers import failure_records
 from handlers.hooks import HookRegistry
 from handlers.storable import LosslessText
 from handlers.storable import event_key
@@ -150,15 +151,15 @@ class TestValidButUnstorable:
 
     def test_a_database_refusal_of_the_full_record_leaves_a_bare_one(self, store, monkeypatch):
         calls = []
-        real = type(store)._record_failure
+        real = failure_records._record
 
-        def refuse_first(self, event_id, raw_body, state, failure):
+        def refuse_first(store, event_id, raw_body, state, failure):
             calls.append(failure)
             if len(calls) == 1:
                 raise DataError("INSERT ...", {}, Exception("value too long"))
-            return real(self, event_id, raw_body, state, failure)
+            return real(store, event_id, raw_body, state, failure)
 
-        monkeypatch.setattr(type(store), "_record_failure", refuse_first)
+        monkeypatch.setattr(failure_records, "_record", refuse_first)
         assert dead_letter(store) == "dead_lettered"
         record = store.get_event("e-odd")
         assert record["reason"] == "unrecordable failure: DataError"

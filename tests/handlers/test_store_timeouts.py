@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy import text
 
-import handlers.store as store_module
+import handlers.engine as engine_module
 from handlers import HANDLERS
 from handlers.errors import TransientError
 from handlers.store import Store
@@ -17,7 +17,7 @@ from workers.validation import parse_event
 
 @pytest.mark.real
 def test_lock_held_elsewhere_times_out_as_transient_error(postgres_url, monkeypatch):
-    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(engine_module, "LOCK_TIMEOUT_SECONDS", 1)
     store = Store(postgres_url)
     store.migrate()
     raw = body(envelope("CREATE", event_id="e-locked", appointment_id="a-locked"))

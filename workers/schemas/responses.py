@@ -6,7 +6,7 @@ from marshmallow import Schema
 from marshmallow import fields
 from marshmallow.validate import OneOf
 
-EVENT_STATES = ("queued", "processed", "duplicate", "stale", "retrying", "dead_lettered")
+from core.states import EVENT_STATES
 
 
 class QueuedSchema(Schema):
