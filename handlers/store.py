@@ -19,11 +19,7 @@ How idempotency, ordering and concurrency are decided: docs/store.md.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from collections.abc import Mapping
-from collections.abc import Sequence
 from contextlib import contextmanager
-from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -48,7 +44,6 @@ from handlers.engine import appointment_lock_key
 from handlers.engine import event_lock_key
 from handlers.engine import make_engine
 from handlers.engine import transient_on_database_trouble
-from handlers.events import AppointmentEvent
 from handlers.models import Base
 
 __all__ = [
@@ -117,108 +112,25 @@ class Store:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    # -- writing (handlers/applying.py, handlers/failure_records.py) ------------------------
+    # -- the jobs, each in its own module; every one takes the store as its first argument ----
 
-    def apply(
-        self,
-        event: AppointmentEvent,
-        raw_body: str,
-        handler: Handler,
-        hook_names: Sequence[str] = (),
-    ) -> ApplyResult:
-        """Apply one delivery exactly once, in order, and queue its hooks in the same commit."""
-        return applying.apply(self, event, raw_body, handler, hook_names)
+    # writing: handlers/applying.py, handlers/failure_records.py, handlers/pruning.py
+    apply = applying.apply
+    dead_letter = failure_records.dead_letter
+    mark_retrying = failure_records.mark_retrying
+    requeue = failure_records.requeue
+    prune = pruning.prune
 
-    def dead_letter(
-        self,
-        *,
-        event_id: str,
-        raw_body: str,
-        reason: str,
-        errors: list[dict[str, str]],
-        event_type: str | None = None,
-        appointment_id: str | None = None,
-    ) -> str:
-        """Keep a payload that cannot be applied, with why; 'duplicate' if the id is taken."""
-        return failure_records.dead_letter(
-            self,
-            event_id=event_id,
-            raw_body=raw_body,
-            reason=reason,
-            errors=errors,
-            event_type=event_type,
-            appointment_id=appointment_id,
-        )
+    # reading one record: handlers/lookups.py
+    get_appointment = lookups.get_appointment
+    snapshot = lookups.snapshot
+    get_event = lookups.get_event
+    raw_body = lookups.raw_body
+    dead_letters = lookups.dead_letters
+    count_events = lookups.count_events
+    unfinished_event_ids = lookups.unfinished_event_ids
 
-    def mark_retrying(
-        self,
-        *,
-        event_id: str,
-        raw_body: str,
-        reason: str,
-        event_type: str | None = None,
-        appointment_id: str | None = None,
-    ) -> None:
-        """Note that a delivery failed transiently and will be retried."""
-        failure_records.mark_retrying(
-            self,
-            event_id=event_id,
-            raw_body=raw_body,
-            reason=reason,
-            event_type=event_type,
-            appointment_id=appointment_id,
-        )
-
-    def requeue(self, event_id: str) -> str | None:
-        """Mark a dead-lettered event queued again and return its raw body for replay."""
-        return failure_records.requeue(self, event_id)
-
-    def prune(self, older_than: timedelta) -> int:
-        """Delete finished event records older than ``older_than`` (handlers/pruning.py)."""
-        return pruning.prune(self, older_than)
-
-    # -- reading (handlers/lookups.py) -----------------------------------------------------
-
-    def get_appointment(self, appointment_id: str) -> dict[str, Any] | None:
-        """The projected state of one appointment with its history, as JSON-ready values."""
-        return lookups.get_appointment(self, appointment_id)
-
-    def snapshot(self, appointment_id: str) -> Mapping[str, Any] | None:
-        """Only the stored appointment object (what the newest event carried)."""
-        return lookups.snapshot(self, appointment_id)
-
-    def get_event(self, event_id: str) -> dict[str, Any] | None:
-        """The processing record of one event id."""
-        return lookups.get_event(self, event_id)
-
-    def raw_body(self, event_id: str) -> str | None:
-        """The exact body an event arrived with."""
-        return lookups.raw_body(self, event_id)
-
-    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """Dead-lettered events, oldest first, without their bodies."""
-        return lookups.dead_letters(self, limit)
-
-    def count_events(self, state: str | None = None) -> int:
-        """How many event records there are (in ``state``, when given)."""
-        return lookups.count_events(self, state)
-
-    def unfinished_event_ids(self, ids: Sequence[str]) -> set[str]:
-        """Of ``ids``, those whose event has no final outcome yet (unknown ids included)."""
-        return lookups.unfinished_event_ids(self, ids)
-
-    # -- hook runs (handlers/hook_outbox.py) -----------------------------------------------
-
-    def dead_hook_runs(self) -> list[dict[str, Any]]:
-        """Hook runs that ended dead-lettered, with their reason, oldest first."""
-        return hook_outbox.dead_runs(self)
-
-    def hook_runs(
-        self, *, state: str | None = None, limit: int = 100, after_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        """A page of hook runs, newest first; pass the last id seen as ``after_id`` for more."""
-        return hook_outbox.list_runs(self, state=state, limit=limit, after_id=after_id)
-
-    def requeue_hook_run(self, run_id: int) -> bool:
-        """Make a dead-lettered hook run pending again; the caller publishes ``RUN_HOOK``."""
-        return hook_outbox.requeue(self, run_id)
+    # hook runs: handlers/hook_outbox.py
+    dead_hook_runs = hook_outbox.dead_runs
+    hook_runs = hook_outbox.list_runs
+    requeue_hook_run = hook_outbox.requeue
