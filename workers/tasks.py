@@ -126,17 +126,7 @@ def _retry_or_give_up(
     ids = _identifiers(body)
     if task.request.retries >= task.max_retries:
         reason = f"gave up after {task.request.retries} retries: {exc}"
-        try:
-            runtime.store.dead_letter(
-                event_id=ids[0],
-                raw_body=body,
-                reason=reason,
-                errors=[{"path": "", "message": reason}],
-                event_type=ids[1],
-                appointment_id=ids[2],
-            )
-        except Exception as not_recorded:  # noqa: BLE001 - never ack an unrecorded event
-            raise _retry_unrecorded(task, not_recorded) from None
+        _dead_letter_or_retry(task, runtime, body, ids, reason)
         return "dead_lettered:transient", ids[0]
     try:
         runtime.store.mark_retrying(
@@ -161,6 +151,14 @@ def _dead_letter_unexpected(
     logger.error("processing failed unexpectedly: %s", exc.__class__.__name__)
     ids = _identifiers(body)
     reason = f"worker error: {exc.__class__.__name__}: {exc}"
+    _dead_letter_or_retry(task, runtime, body, ids, reason)
+    return "dead_lettered:worker-error", ids[0]
+
+
+def _dead_letter_or_retry(
+    task, runtime: WorkerRuntime, body: str, ids: tuple[str, str | None, str | None], reason: str
+) -> None:
+    """Keep the body with ``reason``; when even that fails, retry instead of acknowledging."""
     try:
         runtime.store.dead_letter(
             event_id=ids[0],
@@ -172,7 +170,6 @@ def _dead_letter_unexpected(
         )
     except Exception as not_recorded:  # noqa: BLE001 - never ack an unrecorded event
         raise _retry_unrecorded(task, not_recorded) from None
-    return "dead_lettered:worker-error", ids[0]
 
 
 def _retry_unrecorded(task, not_recorded: Exception):
