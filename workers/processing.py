@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 
 from core import logs
+from core.envelope import EnvelopeIds
+from core.envelope import peek
 from handlers.errors import PermanentError
 from handlers.errors import TransientError
 from handlers.events import AppointmentEvent
@@ -16,6 +18,7 @@ from handlers.storable import UNSTORABLE
 from handlers.storable import unstorable_fields
 from handlers.store import Store
 from workers.validation import InvalidPayload
+from workers.validation import decode
 from workers.validation import parse_event
 
 logger = logging.getLogger(__name__)
@@ -35,6 +38,19 @@ class Outcome:
 def body_fingerprint(body: str) -> str:
     """A stable stand-in id for a body that carries none of its own."""
     return "sha256:" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def failure_identifiers(body: str) -> tuple[str, str | None, str | None]:
+    """Event id, eventType and appointment id a failure record of ``body`` is kept under.
+
+    What the envelope names, read without validating it (the failure may have come before or
+    after validation, and must not depend on it); a body naming no id gets its fingerprint.
+    """
+    try:
+        ids = peek(decode(body))
+    except Exception:  # noqa: BLE001 - not JSON, or too deep: it names nothing
+        ids = EnvelopeIds()
+    return ids.event_id or body_fingerprint(body), ids.event_type, ids.appointment_id
 
 
 def process(body: str, store: Store, registry: HookRegistry, mode: str = "tolerant") -> Outcome:

@@ -29,7 +29,7 @@ from workers import metrics  # noqa: F401  (counts task outcomes, serves WORKER_
 from workers import sweeper  # noqa: F401  (starts the repair loop in worker main processes)
 from workers.celery_app import app
 from workers.celery_app import settings_of
-from workers.processing import body_fingerprint
+from workers.processing import failure_identifiers
 from workers.processing import process
 from workers.runtime import WorkerRuntime
 from workers.runtime import runtime_for
@@ -123,7 +123,7 @@ def _process_webhook(self, runtime: WorkerRuntime, body: str) -> tuple[str, str]
 def _retry_or_give_up(
     task, runtime: WorkerRuntime, body: str, exc: TransientError
 ) -> tuple[str, str]:
-    ids = _identifiers(body)
+    ids = failure_identifiers(body)
     if task.request.retries >= task.max_retries:
         reason = f"gave up after {task.request.retries} retries: {exc}"
         _dead_letter_or_retry(task, runtime, body, ids, reason)
@@ -149,7 +149,7 @@ def _dead_letter_unexpected(
     """Keep the body of an event whose processing hit a bug, with the reason, for replay."""
     # The class only: database errors quote their parameters, which may be personal data.
     logger.error("processing failed unexpectedly: %s", exc.__class__.__name__)
-    ids = _identifiers(body)
+    ids = failure_identifiers(body)
     reason = f"worker error: {exc.__class__.__name__}: {exc}"
     _dead_letter_or_retry(task, runtime, body, ids, reason)
     return "dead_lettered:worker-error", ids[0]
@@ -191,19 +191,6 @@ def _retry_unrecorded(task, not_recorded: Exception):
 def _argsrepr(task) -> str | None:
     """What the retried message shows of its argument: the original's, if it had one."""
     return getattr(task.request, "argsrepr", None)
-
-
-def _identifiers(body: str) -> tuple[str, str | None, str | None]:
-    """Event id, eventType and appointment id as far as the body tells, for failure records."""
-    try:
-        event = parse_event(body)
-    except Exception as err:  # noqa: BLE001 - InvalidPayload carries what it could read
-        return (
-            getattr(err, "event_id", None) or body_fingerprint(body),
-            getattr(err, "event_type", None),
-            getattr(err, "appointment_id", None),
-        )
-    return event.id, event.event_type, event.appointment_id
 
 
 class HookTask(Task):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from handlers.events import EVENT_TYPES
 from handlers.hooks import HookRegistry
 from tests.builders import body
 from tests.builders import envelope
 from tests.builders import instant
 from tests.builders import load_payload
 from workers.processing import body_fingerprint
+from workers.processing import failure_identifiers
 from workers.processing import process
+from workers.validation import parse_event
 
 
 @pytest.fixture
@@ -78,3 +81,26 @@ class TestProcess:
         assert len(outcome.hook_run_ids) == 1
         hooks = store.get_event("4d2f8a6c-9e1b-4c3d-a5f7-000000001001")["hooks"]
         assert [h["state"] for h in hooks] == ["pending"]
+
+
+class TestFailureIdentifiers:
+    """A failure record is kept under the ids its delivery named, however broken the body."""
+
+    @pytest.mark.parametrize("event_type", EVENT_TYPES)
+    def test_a_valid_body_gives_the_ids_validation_gives(self, event_type):
+        raw = body(load_payload(event_type))
+        event = parse_event(raw)
+        assert failure_identifiers(raw) == (event.id, event.event_type, event.appointment_id)
+
+    def test_an_invalid_body_still_names_its_event(self):
+        payload = envelope("CANCEL", event_id="e-bad")
+        payload["data"]["appointment"]["status"] = 42
+        assert failure_identifiers(body(payload))[:2] == ("e-bad", "CANCEL")
+
+    @pytest.mark.parametrize(
+        "raw",
+        ["not json", "[1, 2]", '{"id": 7}', '{"id": null}', "[" * 100_000 + "]" * 100_000],
+        ids=["not-json", "array", "number-id", "null-id", "too-deep"],
+    )
+    def test_a_body_naming_no_id_is_kept_under_its_fingerprint(self, raw):
+        assert failure_identifiers(raw) == (body_fingerprint(raw), None, None)
