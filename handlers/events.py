@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from typing import Any
+from typing import Protocol
 
 # Pexip's eventType strings, verbatim. Kept as plain strings rather than an enum because the
 # sender may add new types; an unknown one is dead-lettered and replayed once a handler exists.
@@ -48,9 +49,27 @@ class AppointmentEvent:
 
     def log_fields(self) -> dict[str, str | None]:
         """The identifiers that may appear in logs and Flower; never personal data."""
-        return {
-            "event_id": self.id,
-            "correlation_id": self.correlation_id,
-            "event_type": self.event_type,
-            "appointment_id": self.appointment_id,
-        }
+        return identifiers(self)
+
+
+class Identified(Protocol):
+    """An event as logs know it: by its identifiers only."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def appointment_id(self) -> str: ...
+
+
+def identifiers(event: Identified) -> dict[str, str | None]:
+    """The log fields of any event, applied or as a hook sees it: ids, never payload values."""
+    return {
+        "event_id": event.id,
+        "correlation_id": event.correlation_id,
+        "event_type": event.event_type,
+        "appointment_id": event.appointment_id,
+    }

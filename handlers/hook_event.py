@@ -10,6 +10,7 @@ from typing import Any
 
 from handlers import snapshot
 from handlers.events import AppointmentEvent
+from handlers.events import identifiers
 from handlers.snapshot import parse_instant
 
 # Keys of the recorded changes whose old/new values are instants (RESCHEDULE's start and end).
@@ -87,12 +88,7 @@ class HookEvent:
 
     def log_fields(self) -> dict[str, str | None]:
         """The identifiers that may appear in logs; never personal data."""
-        return {
-            "event_id": self.id,
-            "correlation_id": self.correlation_id,
-            "event_type": self.event_type,
-            "appointment_id": self.appointment_id,
-        }
+        return identifiers(self)
 
 
 def _parsed_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
