@@ -27,6 +27,7 @@ from bench.support import stop
 from bench.support import wait_http_ok
 from core.names import INFLIGHT_BODIES
 from core.names import INFLIGHT_SINCE
+from engagehook.cli import gunicorn_argv
 from ingest import gunicorn_conf
 
 # Exactly what `engagehook web` passes to gunicorn (engagehook/cli.py, cmd_web).
@@ -128,20 +129,9 @@ def _start(endpoint: Endpoint, port: int, env: dict[str, str], log_dir: Path):
         metrics = log_dir / f"metrics-{endpoint.name}"
         metrics.mkdir()
         env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-        argv = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:ingest.gunicorn_conf",
-            endpoint.app,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(WEB_WORKERS),
-            "--log-level",
-            "info",
-        ]
+        argv = gunicorn_argv(
+            endpoint.app, f"127.0.0.1:{port}", workers=WEB_WORKERS, log_level="info"
+        )
     else:
         argv = [
             sys.executable,

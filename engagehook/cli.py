@@ -190,6 +190,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+WEB_APP = "ingest.app:create_app()"
+
+
+def gunicorn_argv(app: str, bind: str, *, workers: int, log_level: str) -> list[str]:
+    """The gunicorn command `web` runs (the benchmark runs it too, with other apps).
+
+    Timeouts, JSON logging and the metrics hook live in the gunicorn config module.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:ingest.gunicorn_conf",
+        app,
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--log-level",
+        log_level.lower(),
+    ]
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
     _require_shared_store(settings)
@@ -198,21 +222,9 @@ def cmd_web(args: argparse.Namespace) -> int:
         _require_current_schema(settings, "web", absent_ok=True)
     settings.ensure_dirs()
     _warn_if_open(settings)
-    # Timeouts, JSON logging and the metrics hook live in the gunicorn config module.
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:ingest.gunicorn_conf",
-        "ingest.app:create_app()",
-        "--bind",
-        f"{args.host}:{args.port}",
-        "--workers",
-        str(args.workers),
-        "--log-level",
-        settings.log_level.lower(),
-    ]
+    argv = gunicorn_argv(
+        WEB_APP, f"{args.host}:{args.port}", workers=args.workers, log_level=settings.log_level
+    )
     if args.threads:
         # One connection per thread, as in the config module: a busy worker stops accepting.
         argv += ["--threads", str(args.threads), "--worker-connections", str(args.threads)]
