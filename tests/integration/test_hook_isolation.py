@@ -16,8 +16,7 @@ import pytest
 from core.names import RUN_HOOK
 from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
-from tests.integration.celery_workers import Workers
-from tests.integration.celery_workers import worker_env
+from tests.integration.celery_workers import hook_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 
@@ -58,26 +57,11 @@ def start_workers(tmp_path, redis_url, postgres_url, hooks, concurrency=2, **ext
     site = tmp_path / "site"
     site.mkdir()
     install_package(site, "ehtest-isolation", hooks, {"ehtest_isolation": SOURCE})
-    log = tmp_path / "hooks.log"
-    log.touch()
-    env = worker_env(
-        tmp_path,
-        redis_url,
-        postgres_url,
-        PYTHONPATH=str(site),
-        EHTEST_HOOK_LOG=str(log),
-        VISIBILITY_TIMEOUT="60",
-        **extra,
+    group, log = hook_workers(
+        tmp_path, redis_url, postgres_url, site, VISIBILITY_TIMEOUT="60", **extra
     )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    group = Workers(env, logs)
     group.start(1, concurrency)
-    return group, log, logs
-
-
-def deliver(group, *bodies):
-    group.publish((body["id"], json.dumps(body)) for body in bodies)
+    return group, log, group.logs
 
 
 def creates(prefix, count):
@@ -99,7 +83,7 @@ class TestHangingHooks:
             tmp_path, redis_url, postgres_url, {"CREATE": "ehtest_isolation:hang"}
         )
         try:
-            deliver(group, *creates("hung", 2))
+            group.deliver(*creates("hung", 2))
             group.wait_drained(events=2, deliveries=2)
             # Both hook processes are now asleep inside a hook.
             wait = time.monotonic() + 60
@@ -107,7 +91,7 @@ class TestHangingHooks:
                 time.sleep(0.2)
             assert log.read_text().count("hang ") == 2
             started = time.monotonic()
-            deliver(group, *creates("after", 5))
+            group.deliver(*creates("after", 5))
             group.wait_drained(events=7, deliveries=7, timeout=20)
             assert time.monotonic() - started < 20
         finally:
@@ -127,7 +111,7 @@ class TestCrashingHooks:
             ENGAGEHOOK_HOOK_TIME_LIMIT="1",
         )
         try:
-            deliver(group, *creates("crash", 1))
+            group.deliver(*creates("crash", 1))
             group.wait_drained(events=1, deliveries=1)
             group.wait_hooks_finished(runs=1, timeout=120)
             (run,) = hook_runs(group.store, ["crash-0"])
@@ -155,7 +139,7 @@ class TestRaisingHooks:
         receiver = TaskEvents(group.celery, events)
         try:
             receiver.start()
-            deliver(group, *creates("raise", 1))
+            group.deliver(*creates("raise", 1))
             group.wait_hooks_finished(runs=1, timeout=90)
             wait = time.monotonic() + 30
             while not _failed(events) and time.monotonic() < wait:
@@ -189,7 +173,7 @@ class TestRedelivery:
             ENGAGEHOOK_HOOK_TIME_LIMIT="10",
         )
         try:
-            deliver(group, *creates("twice", 1))
+            group.deliver(*creates("twice", 1))
             group.wait_drained(events=1, deliveries=1)
             (run,) = hook_runs(group.store, ["twice-0"])
             for _ in range(2):
