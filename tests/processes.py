@@ -65,28 +65,35 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 
     return process.returncode
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+def poll(predicate: Callable[[], Any], timeout: float, interval: float) -> Any:
+    """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last one."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
-        if value:
+        if value or time.monotonic() > deadline:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"condition not met within {timeout} s")
+    return value
+
+
+def answers_ok(url: str) -> bool:
+    """True when ``url`` answers 200 right now (a server has started)."""
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_http_ok(url: str, timeout: float = 30) -> None:
     """Wait until ``url`` answers 200."""
-
-    def ok() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ok, timeout=timeout, interval=0.2)
+    wait_until(lambda: answers_ok(url), timeout=timeout, interval=0.2)
 
 
 def cli_json(args: list[str], env: dict[str, str]) -> tuple[int, Any]:
