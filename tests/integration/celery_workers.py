@@ -88,10 +88,13 @@ class Workers:
 
         wait_until(finished, timeout=timeout, interval=0.25)
 
-    def stop(self) -> None:
-        """Warm shutdown of every worker this object started (by PID), then close clients."""
+    def stop(self, grace: float = 30) -> None:
+        """Warm shutdown of every worker this object started (by PID), then close clients.
+
+        What is still running after ``grace`` seconds is killed.
+        """
         for process in self.processes:
-            stop(process)
+            stop(process, timeout=grace)
         self.processes.clear()
         self.celery.close()
         self.store.engine.dispose()

@@ -17,6 +17,7 @@ from core.names import RUN_HOOK
 from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
 from tests.integration.celery_workers import hook_workers
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 
@@ -86,16 +87,14 @@ class TestHangingHooks:
             group.deliver(*creates("hung", 2))
             group.wait_drained(events=2, deliveries=2)
             # Both hook processes are now asleep inside a hook.
-            wait = time.monotonic() + 60
-            while log.read_text().count("hang ") < 2 and time.monotonic() < wait:
-                time.sleep(0.2)
-            assert log.read_text().count("hang ") == 2
+            wait_until(lambda: log.read_text().count("hang ") == 2, timeout=60, interval=0.2)
             started = time.monotonic()
             group.deliver(*creates("after", 5))
             group.wait_drained(events=7, deliveries=7, timeout=20)
             assert time.monotonic() - started < 20
         finally:
-            group.stop()
+            # The hooks hang on purpose: a warm shutdown would only wait for them to be killed.
+            group.stop(grace=1)
 
 
 class TestCrashingHooks:
@@ -141,9 +140,7 @@ class TestRaisingHooks:
             receiver.start()
             group.deliver(*creates("raise", 1))
             group.wait_hooks_finished(runs=1, timeout=90)
-            wait = time.monotonic() + 30
-            while not _failed(events) and time.monotonic() < wait:
-                time.sleep(0.2)
+            wait_until(lambda: _failed(events), timeout=30, interval=0.2)
             (run,) = hook_runs(group.store, ["raise-0"])
         finally:
             receiver.stop()
@@ -170,9 +167,12 @@ class TestRedelivery:
             postgres_url,
             {"CREATE": "ehtest_isolation:slow"},
             concurrency=3,
-            ENGAGEHOOK_HOOK_TIME_LIMIT="10",
+            ENGAGEHOOK_HOOK_TIME_LIMIT="6",  # the lease: 11 s
         )
+        events: list[dict] = []
+        receiver = TaskEvents(group.celery, events)
         try:
+            receiver.start()
             group.deliver(*creates("twice", 1))
             group.wait_drained(events=1, deliveries=1)
             (run,) = hook_runs(group.store, ["twice-0"])
@@ -181,13 +181,16 @@ class TestRedelivery:
                     RUN_HOOK, args=[run["id"]], task_id="same-task-id", queue="engagehook.hooks"
                 )
             group.wait_hooks_finished(runs=1, timeout=60)
-            time.sleep(20)  # the refused deliveries come back after the lease and are skipped
+            # The refused deliveries come back after the lease and end, one way or another.
+            wait_until(lambda: len(_succeeded(events, "same-task-id")) == 2, timeout=60)
             lines = log.read_text().splitlines()
             (run,) = hook_runs(group.store, ["twice-0"])
         finally:
+            receiver.stop()
             group.stop()
         assert [line.split()[0] for line in lines] == ["start", "end"]
         assert (run["state"], run["attempts"]) == ("done", 1)
+        assert [e["result"] for e in _succeeded(events, "same-task-id")] == ["'skipped:done'"] * 2
 
 
 class TaskEvents:
@@ -222,3 +225,7 @@ class TaskEvents:
 
 def _failed(events):
     return [e for e in events if e["type"] == "task-failed"]
+
+
+def _succeeded(events, task_id):
+    return [e for e in events if e["type"] == "task-succeeded" and e["uuid"] == task_id]
