@@ -22,11 +22,13 @@ OUTAGE_SECONDS = scale(8, 65)
 RATE = scale(25, 40)  # events per second, before, during and after the outage
 BEFORE_SECONDS = scale(2, 10)
 AFTER_SECONDS = scale(3, 10)
+# A message the worker held when Redis was killed comes back after this: it bounds the drain.
+VISIBILITY_TIMEOUT = int(scale(20, 60))
 
 
 @pytest.fixture
 def deployment(tmp_path, postgres_url):
-    with Deployment(tmp_path, postgres_url) as deployment:
+    with Deployment(tmp_path, postgres_url, visibility_timeout=VISIBILITY_TIMEOUT) as deployment:
         deployment.start_worker(concurrency=2)
         deployment.start_web()
         yield deployment

@@ -31,7 +31,7 @@ RESTARTS = int(scale(1, 5))
 RATE = 10  # events per second, throughout
 BLOCKED = 2  # two of the three worker processes hold a message unacknowledged; one works
 RESUME_WITHIN_SECONDS = 30  # the contract's bound, from Redis being back
-VISIBILITY_TIMEOUT = 60
+VISIBILITY_TIMEOUT = int(scale(20, 60))  # the lock is held 6 s at most: far less than this
 # A message held when the connection dropped comes back after the visibility timeout, found
 # by kombu's restore pass (every few seconds here); then it is processed like any other.
 REDELIVERED_WITHIN_SECONDS = VISIBILITY_TIMEOUT + 40
