@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests import services
+from tests.conftest import require_postgres
 from tests.faults.deployment import Deployment
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
@@ -26,9 +28,18 @@ AFTER_SECONDS = scale(3, 10)
 VISIBILITY_TIMEOUT = int(scale(20, 60))
 
 
-@pytest.fixture
-def deployment(tmp_path, postgres_url):
-    with Deployment(tmp_path, postgres_url, visibility_timeout=VISIBILITY_TIMEOUT) as deployment:
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """One deployment for both faults: each test ends with the broker back and all drained."""
+    require_postgres()
+    with (
+        services.fresh_postgres_schema() as postgres_url,
+        Deployment(
+            tmp_path_factory.mktemp("outage"),
+            postgres_url,
+            visibility_timeout=VISIBILITY_TIMEOUT,
+        ) as deployment,
+    ):
         deployment.start_worker(concurrency=2)
         deployment.start_web()
         yield deployment
