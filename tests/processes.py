@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +53,27 @@ def migrate(env: dict[str, str], timeout: float = 120) -> None:
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
     """Signal the whole process group and wait; SIGKILL what is left after ``timeout``."""
-    if process.poll() is None:
+    stop_all([process], sig, timeout)
+    return process.returncode
+
+
+def stop_all(
+    processes: Iterable[subprocess.Popen], sig: int = signal.SIGTERM, timeout: float = 30
+) -> None:
+    """``stop`` for several at once: every group is signalled before any is waited for."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             pass
+    deadline = time.monotonic() + timeout
+    for process in running:
         try:
-            process.wait(timeout=timeout)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-    return process.returncode
 
 
 def poll(predicate: Callable[[], Any], timeout: float, interval: float) -> Any:

@@ -16,7 +16,7 @@ from tests.faults.harness import PrivateRedis
 from tests.processes import free_port
 from tests.processes import migrate
 from tests.processes import start
-from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_http_ok
 
 LOG_TAIL_LINES = 40
@@ -95,10 +95,7 @@ class Deployment:
         return "\n".join(parts)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.web is not None:
-            stop(self.web)
-        for worker in self.workers:
-            stop(worker)
+        stop_all([*self.workers, *([self.web] if self.web else [])])
         if self.redis.process and self.redis.process.poll() is None:
             self.redis.thaw()  # a test may end with it frozen
         self.redis.kill()

@@ -18,7 +18,7 @@ from handlers.store import Store
 from ingest.queue import CeleryQueue
 from tests.processes import migrate
 from tests.processes import start
-from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_until
 from workers.celery_app import create_celery_app
 
@@ -93,8 +93,7 @@ class Workers:
 
         What is still running after ``grace`` seconds is killed.
         """
-        for process in self.processes:
-            stop(process, timeout=grace)
+        stop_all(self.processes, timeout=grace)
         self.processes.clear()
         self.celery.close()
         self.store.engine.dispose()

@@ -18,6 +18,7 @@ from tests.processes import free_port
 from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_http_ok
 from tests.processes import wait_until
 
@@ -185,8 +186,7 @@ def deployment(tmp_path_factory):
             wait_http_ok(f"http://127.0.0.1:{port}/readyz")
             yield f"http://127.0.0.1:{port}/webhooks", env, client
         finally:
-            stop(web)
-            stop(worker)
+            stop_all([web, worker])
             client.flushdb()
             client.close()
 
