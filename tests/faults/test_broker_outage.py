@@ -20,7 +20,7 @@ from tests.faults.harness import scale
 
 pytestmark = pytest.mark.slow
 
-OUTAGE_SECONDS = scale(8, 65)
+OUTAGE_SECONDS = scale(5, 65)
 RATE = scale(25, 40)  # events per second, before, during and after the outage
 BEFORE_SECONDS = scale(2, 10)
 AFTER_SECONDS = scale(3, 10)
