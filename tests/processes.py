@@ -76,6 +76,41 @@ def stop_all(
             process.wait(timeout=10)
 
 
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the Celery pool processes of a worker, say)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces: split after it.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and every descendant, in whatever session each one runs.
+
+    For processes stuck on purpose: a supervisor's children in sessions of their own would
+    outlive a SIGKILL of its process group.
+    """
+    tree, unseen = [], [process.pid]
+    while unseen:  # collected before any dies: orphans would be re-parented out of reach
+        pid = unseen.pop()
+        tree.append(pid)
+        unseen += children(pid)
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(timeout=10)
+
+
 def poll(predicate: Callable[[], Any], timeout: float, interval: float) -> Any:
     """The first truthy value of ``predicate`` within ``timeout`` seconds, else its last one."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,6 @@ import random
 import signal
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -26,6 +25,7 @@ from tests.faults.deployment import Deployment
 from tests.faults.harness import SOAK
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
+from tests.processes import children
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -34,22 +34,6 @@ EVENTS = int(scale(400, 3000))
 RATE = scale(40, 50)
 KILL_EVERY_SECONDS = scale(1.0, 1.5)
 VISIBILITY_TIMEOUT = 10  # the smallest accepted: retry waits must fit in half of it
-
-
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (the Celery pool processes of a worker)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces: split after it.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 class WorkerPool:

@@ -16,6 +16,7 @@ from handlers.models import HookRun
 from handlers.store import FINAL_STATES
 from handlers.store import Store
 from ingest.queue import CeleryQueue
+from tests.processes import kill_tree
 from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop_all
@@ -88,12 +89,18 @@ class Workers:
 
         wait_until(finished, timeout=timeout, interval=0.25)
 
-    def stop(self, grace: float = 30) -> None:
-        """Warm shutdown of every worker this object started (by PID), then close clients.
+    def stop(self) -> None:
+        """Warm shutdown of every worker this object started (by PID), then close clients."""
+        stop_all(self.processes)
+        self._close()
 
-        What is still running after ``grace`` seconds is killed.
-        """
-        stop_all(self.processes, timeout=grace)
+    def kill(self) -> None:
+        """SIGKILL every worker this object started, pools included, then close clients."""
+        for process in self.processes:
+            kill_tree(process)
+        self._close()
+
+    def _close(self) -> None:
         self.processes.clear()
         self.celery.close()
         self.store.engine.dispose()
