@@ -6,17 +6,20 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# Starting and polling processes is the same job for the benchmark as for the tests.
+from tests.processes import answers_ok
+from tests.processes import free_port
+from tests.processes import poll
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOADS = REPO / "tests" / "payloads"
@@ -39,38 +42,19 @@ def example_body(name: str = "CREATE") -> str:
     return json.dumps(json.loads((PAYLOADS / f"{name}.json").read_text()), separators=(",", ":"))
 
 
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until(
     predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; BenchError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(interval)
+    value = poll(predicate, timeout, interval)
+    if not value:
+        raise BenchError(f"{what} did not happen within {timeout:.0f} s")
+    return value
 
 
 def wait_http_ok(url: str, timeout: float = 30) -> None:
     """Wait until ``url`` answers 200 (a server has started)."""
-    import httpx
-
-    def ok() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ok, timeout, f"{url} answering 200", interval=0.1)
+    wait_until(lambda: answers_ok(url), timeout, f"{url} answering 200", interval=0.1)
 
 
 # -- services ----------------------------------------------------------------------------------

@@ -52,3 +52,15 @@ def body(payload: dict[str, Any]) -> str:
 def instant(minutes: int) -> datetime:
     """A fixed base instant plus ``minutes``, for ordering tests."""
     return datetime(2024, 10, 1, 8, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+def dead_letter_after_an_outage(store: Any, event_id: str, appointment_id: str) -> None:
+    """A CREATE dead-lettered as a store outage longer than the retry budget leaves it."""
+    store.dead_letter(
+        event_id=event_id,
+        raw_body=body(envelope("CREATE", event_id=event_id, appointment_id=appointment_id)),
+        reason="gave up after 6 retries: store unavailable: OperationalError",
+        errors=[{"path": "", "message": "store unavailable: OperationalError"}],
+        event_type="CREATE",
+        appointment_id=appointment_id,
+    )

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 import pytest
 from hypothesis import settings
 
+from core.config import Settings
+from handlers.hooks import HookRegistry
 from handlers.store import Store
 from ingest.app import create_app
 from tests import services
 from tests.fakes import RecordingQueue
+from workers.runtime import WorkerRuntime
+from workers.runtime import set_runtime
+
+StoreT = TypeVar("StoreT", bound=Store)
 
 # CI runs the property tests with a fixed seed, so a submission is judged on the same examples
 # every time; a developer's run (no HYPOTHESIS_PROFILE) explores new ones on each run.
@@ -111,6 +118,26 @@ def sqlite_store(tmp_path):
     store.migrate()
     yield store
     store.engine.dispose()
+
+
+@pytest.fixture
+def worker_store(tmp_path):
+    """Makes a store (migrated here) the one the task code uses, as in a worker process.
+
+    For stores that fail on purpose: the tasks run through Celery's ``apply`` against it.
+    """
+    stores: list[Store] = []
+
+    def install(store: StoreT) -> StoreT:
+        store.migrate()
+        set_runtime(WorkerRuntime(Settings(data_dir=tmp_path), store, HookRegistry()))
+        stores.append(store)
+        return store
+
+    yield install
+    set_runtime(None)
+    for store in stores:
+        store.engine.dispose()
 
 
 @pytest.fixture

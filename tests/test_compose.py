@@ -34,6 +34,7 @@ from engagehook.cli import build_parser
 from tests.processes import free_port
 from tests.processes import start
 from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -407,8 +408,7 @@ class TestComposeCommandsBoot:
             assert metrics.status_code == 200
             assert metrics.headers["content-type"].startswith("text/plain")
         finally:
-            for process in processes:
-                stop(process)
+            stop_all(processes)
 
 
 def test_compose_workers_prune_finished_records_by_default(compose):

@@ -16,12 +16,13 @@ import pytest
 from gunicorn.config import Config
 
 from core import logs
+from core.config import Settings
+from handlers.store import Store
 from ingest.gunicorn_conf import JsonLogger
 from tests.builders import EXAMPLE_FILES
 from tests.builders import body
 from tests.builders import envelope
 from tests.builders import load_payload
-from tests.processes import cli_json
 from tests.processes import free_port
 from tests.processes import start
 from tests.processes import stop
@@ -372,15 +373,20 @@ class TestNoPersonalDataInLogs:
                 headers={"Content-Type": "application/json"},
                 timeout=10,
             )
-            for payload in [*payloads, unknown, invalid]:
-                wait_until(
-                    lambda p=payload: (
-                        (cli_json(["event", p["id"]], env)[1] or {}).get("state")
-                        in ("processed", "dead_lettered")
-                    ),
-                    timeout=60,
-                    interval=0.3,
-                )
+            # Polled in the store itself: a CLI process per poll costs a second each.
+            store = Store(Settings.from_env(env).store_url)
+            try:
+                for payload in [*payloads, unknown, invalid]:
+                    wait_until(
+                        lambda p=payload: (
+                            (store.get_event(p["id"]) or {}).get("state")
+                            in ("processed", "dead_lettered")
+                        ),
+                        timeout=60,
+                        interval=0.3,
+                    )
+            finally:
+                store.engine.dispose()
             admin = httpx.get(
                 f"{base}/admin/events/{payloads[0]['id']}",
                 headers={"Authorization": f"Bearer {self.ADMIN}"},

@@ -19,8 +19,7 @@ import pytest
 
 from core.config import Settings
 from handlers.store import Store
-from tests.builders import body
-from tests.builders import envelope
+from tests.builders import dead_letter_after_an_outage
 from tests.conftest import _missing
 from tests.handlers.builders import payload
 from tests.processes import free_port
@@ -64,15 +63,7 @@ def seed_store(env: dict[str, str]) -> None:
     """Dead letters as an outage and a sender's mistake leave them, before serve starts."""
     store = Store(Settings.from_env(env).store_url)
     store.migrate()
-    outage = envelope("CREATE", event_id="dl-outage-1", appointment_id="ap-outage")
-    store.dead_letter(
-        event_id="dl-outage-1",
-        raw_body=body(outage),
-        reason="gave up after 6 retries: store unavailable: OperationalError",
-        errors=[{"path": "", "message": "store unavailable: OperationalError"}],
-        event_type="CREATE",
-        appointment_id="ap-outage",
-    )
+    dead_letter_after_an_outage(store, "dl-outage-1", "ap-outage")
     for n, path in enumerate(["data.appointment.start", "data.appointment.subject.newField"]):
         store.dead_letter(
             event_id=f"dl-invalid-{n}",

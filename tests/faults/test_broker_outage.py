@@ -12,55 +12,44 @@ import time
 
 import pytest
 
-from tests.faults.harness import Ledger
-from tests.faults.harness import PrivateRedis
+from tests import services
+from tests.conftest import require_postgres
+from tests.faults.deployment import Deployment
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
-from tests.processes import free_port
-from tests.processes import migrate
-from tests.processes import start
-from tests.processes import stop
-from tests.processes import wait_http_ok
 
 pytestmark = pytest.mark.slow
 
-OUTAGE_SECONDS = scale(8, 65)
+OUTAGE_SECONDS = scale(5, 65)
 RATE = scale(25, 40)  # events per second, before, during and after the outage
 BEFORE_SECONDS = scale(2, 10)
 AFTER_SECONDS = scale(3, 10)
+# A message the worker held when Redis was killed comes back after this: it bounds the drain.
+VISIBILITY_TIMEOUT = int(scale(20, 60))
 
 
-@pytest.fixture
-def deployment(tmp_path, postgres_url):
-    redis = PrivateRedis(tmp_path / "redis")
-    redis.start()
-    port = free_port()
-    env = {
-        "REDIS_URL": redis.url,
-        "DATABASE_URL": postgres_url,
-        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-        "VISIBILITY_TIMEOUT": "60",
-    }
-    migrate(env)
-    worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
-    web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
-    ledger = Ledger(postgres_url)
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        yield f"http://127.0.0.1:{port}/webhooks", redis, ledger, tmp_path / "var" / "spool"
-    finally:
-        stop(web)
-        stop(worker)
-        redis.thaw() if redis.process and redis.process.poll() is None else None
-        redis.kill()
-        ledger.close()
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """One deployment for both faults: each test ends with the broker back and all drained."""
+    require_postgres()
+    with (
+        services.fresh_postgres_schema() as postgres_url,
+        Deployment(
+            tmp_path_factory.mktemp("outage"),
+            postgres_url,
+            visibility_timeout=VISIBILITY_TIMEOUT,
+        ) as deployment,
+    ):
+        deployment.start_worker(concurrency=2)
+        deployment.start_web()
+        yield deployment
 
 
 @pytest.mark.parametrize("fault", ["killed", "frozen"])
 def test_events_acknowledged_during_a_broker_outage_are_processed_exactly_once(deployment, fault):
-    url, redis, ledger, spool_dir = deployment
+    redis, ledger = deployment.redis, deployment.ledger
     count = int(RATE * (BEFORE_SECONDS + OUTAGE_SECONDS + AFTER_SECONDS))
-    stream = Stream(url, prefix=f"outage-{fault}", rate=RATE).start(count)
+    stream = Stream(deployment.webhooks, prefix=f"outage-{fault}", rate=RATE).start(count)
     time.sleep(BEFORE_SECONDS)
     if fault == "killed":
         redis.kill()
@@ -77,4 +66,4 @@ def test_events_acknowledged_during_a_broker_outage_are_processed_exactly_once(d
     assert len(stream.acked) == count
     assert stream.stored["spooled"] > 0 and stream.stored["queued"] > 0
     ledger.assert_exactly_once(stream.acked, timeout=scale(90, 300))
-    assert list(spool_dir.glob("*.json")) == []
+    assert list(deployment.spool.glob("*.json")) == []

@@ -17,51 +17,22 @@ import httpx
 import pytest
 
 from tests.builders import envelope
-from tests.faults.harness import Ledger
-from tests.faults.harness import PrivateRedis
-from tests.processes import free_port
-from tests.processes import migrate
-from tests.processes import start
+from tests.faults.deployment import Deployment
+from tests.faults.harness import scale
 from tests.processes import stop
-from tests.processes import wait_http_ok
 
 pytestmark = pytest.mark.slow
 
-ALIVE_FOR_SECONDS = 15  # what stock kombu did not: it exited within a second of starting
+ALIVE_FOR_SECONDS = scale(5, 15)  # what stock kombu did not: it exited within a second of starting
 DRAINED_WITHIN_SECONDS = 120
 UNLIMITED = 0  # maxmemory 0: no cap
 
 
 @pytest.fixture
 def deployment(tmp_path, postgres_url):
-    redis = PrivateRedis(tmp_path / "redis")
-    redis.start()
-    port = free_port()
-    env = {
-        "REDIS_URL": redis.url,
-        "DATABASE_URL": postgres_url,
-        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-        "VISIBILITY_TIMEOUT": "60",
-    }
-    migrate(env)
-    web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
-    ledger = Ledger(postgres_url)
-    workers: list = []
-
-    def start_worker():
-        worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
-        workers.append(worker)
-        return worker
-
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        yield f"http://127.0.0.1:{port}/webhooks", redis, ledger, start_worker, tmp_path
-    finally:
-        stop(web)
-        for worker in workers:
-            stop(worker)
-        redis.kill()
-        ledger.close()
+    with Deployment(tmp_path, postgres_url) as deployment:  # no worker yet: the tests start it
+        deployment.start_web()
+        yield deployment
 
 
 def _post(url: str, prefix: str, count: int) -> tuple[list[str], set[str]]:
@@ -82,14 +53,14 @@ def _post(url: str, prefix: str, count: int) -> tuple[list[str], set[str]]:
 def test_a_worker_started_on_a_full_redis_never_bound_waits_and_drains_once_memory_is_freed(
     deployment,
 ):
-    url, redis, ledger, start_worker, _ = deployment
+    url, redis, ledger = deployment.webhooks, deployment.redis, deployment.ledger
     queued, how = _post(url, "oom-fresh-queued", 10)
     assert how == {"queued"}
     redis.fill_to_maxmemory()
     spooled, how = _post(url, "oom-fresh-spooled", 5)
     assert how == {"spooled"}
 
-    worker = start_worker()
+    worker = deployment.start_worker()
     time.sleep(ALIVE_FOR_SECONDS)
     assert worker.poll() is None, "engagehook worker exited on a full Redis"
     # Its queues were never bound and Redis takes no write: the worker waited, and did not
@@ -103,8 +74,8 @@ def test_a_worker_started_on_a_full_redis_never_bound_waits_and_drains_once_memo
 
 
 def test_a_worker_restarted_on_a_full_redis_drains_it_without_help(deployment):
-    url, redis, ledger, start_worker, tmp_path = deployment
-    first = start_worker()
+    url, redis, ledger = deployment.webhooks, deployment.redis, deployment.ledger
+    first = deployment.start_worker()
     warm, _ = _post(url, "oom-warm", 3)
     ledger.assert_exactly_once(warm, timeout=60)  # its queues are bound now
     stop(first)
@@ -113,11 +84,11 @@ def test_a_worker_restarted_on_a_full_redis_drains_it_without_help(deployment):
     redis.fill_to_maxmemory()
     assert redis.refuses_writes()
 
-    worker = start_worker()
+    worker = deployment.start_worker()
     # Consuming needs no memory (BRPOP, and the in-flight copy's HDEL frees some): the
     # backlog drains with maxmemory unchanged, each event applied once.
     ledger.assert_exactly_once(backlog, timeout=DRAINED_WITHIN_SECONDS)
-    log = (tmp_path / "worker.log").read_text()
+    log = deployment.log("worker.log").read_text()
     assert "processed without its unacked record" in log  # Redis refused the bookkeeping
     time.sleep(ALIVE_FOR_SECONDS)
     assert worker.poll() is None, "engagehook worker exited on a full Redis"

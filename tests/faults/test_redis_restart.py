@@ -21,15 +21,9 @@ from sqlalchemy import text
 
 from handlers.store import appointment_lock_key
 from tests.builders import envelope
-from tests.faults.harness import Ledger
-from tests.faults.harness import PrivateRedis
+from tests.faults.deployment import Deployment
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
-from tests.processes import free_port
-from tests.processes import migrate
-from tests.processes import start
-from tests.processes import stop
-from tests.processes import wait_http_ok
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +31,7 @@ RESTARTS = int(scale(1, 5))
 RATE = 10  # events per second, throughout
 BLOCKED = 2  # two of the three worker processes hold a message unacknowledged; one works
 RESUME_WITHIN_SECONDS = 30  # the contract's bound, from Redis being back
-VISIBILITY_TIMEOUT = 60
+VISIBILITY_TIMEOUT = int(scale(20, 60))  # the lock is held 6 s at most: far less than this
 # A message held when the connection dropped comes back after the visibility timeout, found
 # by kombu's restore pass (every few seconds here); then it is processed like any other.
 REDELIVERED_WITHIN_SECONDS = VISIBILITY_TIMEOUT + 40
@@ -53,33 +47,17 @@ def _post(url: str, event_id: str, appointment_id: str) -> None:
 
 @pytest.fixture
 def deployment(tmp_path, postgres_url):
-    redis = PrivateRedis(tmp_path / "redis")
-    redis.start()
-    port = free_port()
-    env = {
-        "REDIS_URL": redis.url,
-        "DATABASE_URL": postgres_url,
-        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-        "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-    }
-    migrate(env)  # workers refuse a store whose schema is behind
-    worker = start(["worker", "--concurrency", "3"], env, tmp_path / "worker.log")
-    web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
-    ledger = Ledger(postgres_url)
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
-        yield f"http://127.0.0.1:{port}/webhooks", redis, worker, ledger
-    finally:
-        stop(web)
-        stop(worker)
-        redis.kill()
-        ledger.close()
+    with Deployment(tmp_path, postgres_url, visibility_timeout=VISIBILITY_TIMEOUT) as deployment:
+        deployment.start_worker(concurrency=3)
+        deployment.start_web()
+        yield deployment
 
 
 def test_processing_resumes_by_itself_after_redis_restarts_with_tasks_unacknowledged(
     deployment, postgres_url
 ):
-    url, redis, worker, ledger = deployment
+    url, redis, ledger = deployment.webhooks, deployment.redis, deployment.ledger
+    (worker,) = deployment.workers
     ledger.assert_exactly_once(_warm_up(url), timeout=60)
     stream = Stream(url, prefix="redis-restart", rate=RATE)
     holder = create_engine(postgres_url)

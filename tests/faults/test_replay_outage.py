@@ -13,8 +13,7 @@ import redis
 from core.config import Settings
 from core.names import INFLIGHT_BODIES
 from handlers.store import Store
-from tests.builders import body
-from tests.builders import envelope
+from tests.builders import dead_letter_after_an_outage
 from tests.faults.harness import PrivateRedis
 from tests.processes import cli_json
 from tests.processes import start
@@ -35,15 +34,7 @@ def deployment(tmp_path):
     }
     store = Store(Settings.from_env(env).store_url)
     store.migrate()
-    payload = envelope("CREATE", event_id="replay-me", appointment_id="ap-replay")
-    store.dead_letter(
-        event_id="replay-me",
-        raw_body=body(payload),
-        reason="gave up after 6 retries: store unavailable: OperationalError",
-        errors=[{"path": "", "message": "store unavailable"}],
-        event_type="CREATE",
-        appointment_id="ap-replay",
-    )
+    dead_letter_after_an_outage(store, "replay-me", "ap-replay")
     yield broker, env, store
     store.engine.dispose()
     broker.kill()

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 RESTARTS = ["sigterm", "sigkill-supervisor", "sigkill-all"] * int(scale(1, 4))
 RATE = scale(20, 40)
-SECONDS_BETWEEN_RESTARTS = scale(3, 10)
+SECONDS_BETWEEN_RESTARTS = scale(2, 10)
 
 
 def group_gone(pgid: int) -> bool:

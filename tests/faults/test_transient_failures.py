@@ -14,21 +14,13 @@ import pytest
 
 from core.config import Settings
 from handlers.errors import TransientError
-from handlers.hooks import HookRegistry
 from handlers.store import Store
 from ingest.queue import CeleryQueue
 from tests.builders import envelope
-from tests.faults.harness import Ledger
-from tests.faults.harness import PrivateRedis
+from tests.faults.deployment import Deployment
 from tests.faults.harness import TcpProxy
-from tests.processes import migrate
-from tests.processes import start
-from tests.processes import stop
-from tests.processes import wait_until
 from workers import tasks
 from workers.celery_app import create_celery_app
-from workers.runtime import WorkerRuntime
-from workers.runtime import set_runtime
 
 
 class FailingStore(Store):
@@ -64,22 +56,12 @@ class FailingStore(Store):
 
 
 @pytest.fixture
-def failing_store(tmp_path):
-    stores = []
-
+def failing_store(tmp_path, worker_store):
     def build(failures: int, what: tuple[str, ...]) -> FailingStore:
-        store = FailingStore(
-            f"sqlite:///{tmp_path / 'store.sqlite3'}", failures=failures, what=what
-        )
-        store.migrate()
-        set_runtime(WorkerRuntime(Settings(data_dir=tmp_path), store, HookRegistry()))
-        stores.append(store)
-        return store
+        url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return worker_store(FailingStore(url, failures=failures, what=what))
 
-    yield build
-    set_runtime(None)
-    for store in stores:
-        store.engine.dispose()
+    return build
 
 
 @pytest.fixture
@@ -191,43 +173,23 @@ def test_worker_cut_off_its_database_retries_and_loses_nothing(tmp_path, postgre
     parts = urlsplit(postgres_url)
     proxy = TcpProxy((parts.hostname, parts.port or 5432))
     proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
-    redis = PrivateRedis(tmp_path / "redis")
-    redis.start()
-    env = {
-        "REDIS_URL": redis.url,
-        "DATABASE_URL": proxied,
-        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-    }
-    migrate(env)
-    worker = start(["worker", "--concurrency", "2"], env, tmp_path / "worker.log")
-    queue = CeleryQueue(create_celery_app(Settings.from_env(env)))
-    ledger = Ledger(postgres_url)
     try:
-        wait_until(lambda: _migrated(postgres_url), timeout=60)  # the worker migrates at start
-        proxy.cut()
-        ids = [f"db-down-{n}" for n in range(20)]
-        for event_id in ids:
-            raw = json.dumps(envelope(event_id=event_id, appointment_id=f"appt-{event_id}"))
-            assert (
-                queue.enqueue(raw, event_id=event_id, event_type="CREATE", appointment_id=None)
-                == "queued"
-            )
-        time.sleep(6)  # past several retries (1 s, 2 s, 4 s ceilings)
-        assert ledger.outcomes(ids) == {}
-        proxy.restore()
-        ledger.assert_exactly_once(ids, timeout=120)
+        with Deployment(
+            tmp_path, proxied, visibility_timeout=None, ledger_url=postgres_url
+        ) as deployment:
+            deployment.start_worker(concurrency=2)
+            queue = CeleryQueue(create_celery_app(Settings.from_env(deployment.env)))
+            proxy.cut()
+            ids = [f"db-down-{n}" for n in range(20)]
+            for event_id in ids:
+                raw = json.dumps(envelope(event_id=event_id, appointment_id=f"appt-{event_id}"))
+                assert (
+                    queue.enqueue(raw, event_id=event_id, event_type="CREATE", appointment_id=None)
+                    == "queued"
+                )
+            time.sleep(6)  # past several retries (1 s, 2 s, 4 s ceilings)
+            assert deployment.ledger.outcomes(ids) == {}
+            proxy.restore()
+            deployment.ledger.assert_exactly_once(ids, timeout=120)
     finally:
-        stop(worker)
         proxy.close()
-        redis.kill()
-        ledger.close()
-
-
-def _migrated(url: str) -> bool:
-    from sqlalchemy import inspect
-
-    store = Store(url)
-    try:
-        return inspect(store.engine).has_table("events")
-    finally:
-        store.engine.dispose()

@@ -18,19 +18,14 @@ import random
 import signal
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import Ledger
-from tests.faults.harness import PrivateRedis
+from tests.faults.deployment import Deployment
+from tests.faults.harness import SOAK
 from tests.faults.harness import Stream
 from tests.faults.harness import scale
-from tests.processes import free_port
-from tests.processes import migrate
-from tests.processes import start
-from tests.processes import stop
-from tests.processes import wait_http_ok
+from tests.processes import children
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.slow
@@ -41,37 +36,18 @@ KILL_EVERY_SECONDS = scale(1.0, 1.5)
 VISIBILITY_TIMEOUT = 10  # the smallest accepted: retry waits must fit in half of it
 
 
-def children(pid: int) -> list[int]:
-    """Direct child processes of ``pid`` (the Celery pool processes of a worker)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces: split after it.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 class WorkerPool:
-    """Named `engagehook worker` processes that can be killed and restarted."""
+    """Named `engagehook worker` processes of a deployment that can be killed and restarted."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
         self.processes: dict[str, subprocess.Popen] = {}
         self.kills = {"pool process": 0, "whole worker": 0}
         self.restarts = 0
         self.retired: set[str] = set()
 
     def start(self, name: str) -> None:
-        self.processes[name] = start(
-            ["worker", "--concurrency", "2"], self.env, self.logs / f"{name}.log"
-        )
+        self.processes[name] = self.deployment.start_worker(concurrency=2, log=f"{name}.log")
 
     def supervise(self) -> None:
         """Restart workers that exited, as systemd or a container runtime would.
@@ -101,47 +77,25 @@ class WorkerPool:
         process.wait(timeout=10)
         self.kills["whole worker"] += 1
 
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            stop(process)
-
 
 @pytest.fixture
 def deployment(tmp_path, postgres_url):
     # A Redis of the test's own: no other test run can consume (or flush) these messages.
-    redis = PrivateRedis(tmp_path / "redis")
-    redis.start()
-    port = free_port()
-    env = {
-        "REDIS_URL": redis.url,
-        "DATABASE_URL": postgres_url,
-        "ENGAGEHOOK_DATA_DIR": str(tmp_path / "var"),
-        "VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT),
-    }
-    migrate(env)
-    web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
-    workers = WorkerPool(env, tmp_path)
-    workers.start("a")
-    workers.start("b")
-    ledger = Ledger(postgres_url)
-    try:
-        wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout=60)
+    with Deployment(tmp_path, postgres_url, visibility_timeout=VISIBILITY_TIMEOUT) as deployment:
+        workers = WorkerPool(deployment)
+        workers.start("a")
+        workers.start("b")
+        deployment.start_web()
         wait_until(lambda: all(children(p.pid) for p in workers.processes.values()), timeout=60)
-        yield f"http://127.0.0.1:{port}/webhooks", workers, ledger
-    finally:
-        stop(web)
-        workers.stop_all()
-        redis.kill()
-        ledger.close()
+        yield deployment.webhooks, workers, deployment.ledger
 
 
-@pytest.mark.parametrize(
-    "kills",
-    [
-        "pool-processes",
-        "whole-workers",
-    ],
-)
+# "whole-workers" alternates whole-worker and pool-process kills, so it covers both kinds;
+# the soak also runs a stream with pool-process kills alone.
+KILL_SCHEDULES = ["pool-processes", "whole-workers"] if SOAK else ["whole-workers"]
+
+
+@pytest.mark.parametrize("kills", KILL_SCHEDULES)
 def test_sigkilled_workers_lose_nothing_and_apply_nothing_twice(deployment, kills):
     url, workers, ledger = deployment
     stream = Stream(url, prefix=f"crash-{kills}", rate=RATE).start(EVENTS)

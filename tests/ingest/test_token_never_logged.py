@@ -8,9 +8,10 @@ import socket
 import httpx
 import pytest
 
+from core.config import Settings
+from handlers.store import Store
 from tests.builders import body
 from tests.builders import envelope
-from tests.processes import cli_json
 from tests.processes import free_port
 from tests.processes import start
 from tests.processes import stop
@@ -81,13 +82,15 @@ def test_no_token_reaches_any_output(tmp_path):
         # A request line gunicorn itself refuses (it logs the line it could not parse).
         raw_request(port, f"GET /webhooks?token={OLD} HTTP/1.1 junk\r\n\r\n".encode())
         raw_request(port, f"POST /webhooks?token={NEW} HTTP/1.1\r\nBad Header: x\r\n\r\n".encode())
-        for event_id in accepted:
-            wait_until(
-                lambda e=event_id: (
-                    (cli_json(["event", e], env)[1] or {}).get("state") == "processed"
-                ),
-                timeout=90,
-            )
+        store = Store(Settings.from_env(env).store_url)
+        try:
+            for event_id in accepted:
+                wait_until(
+                    lambda e=event_id: (store.get_event(e) or {}).get("state") == "processed",
+                    timeout=90,
+                )
+        finally:
+            store.engine.dispose()
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
     finally:
         stop(serve)

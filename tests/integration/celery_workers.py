@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,9 +16,10 @@ from handlers.models import HookRun
 from handlers.store import FINAL_STATES
 from handlers.store import Store
 from ingest.queue import CeleryQueue
+from tests.processes import kill_tree
 from tests.processes import migrate
 from tests.processes import start
-from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_until
 from workers.celery_app import create_celery_app
 
@@ -59,6 +61,10 @@ class Workers:
                 == "queued"
             )
 
+    def deliver(self, *payloads: dict) -> None:
+        """Enqueue webhook payloads (their ids as event ids) the way ingest does."""
+        self.publish((payload["id"], json.dumps(payload)) for payload in payloads)
+
     def wait_drained(self, events: int, deliveries: int, timeout: float = 120) -> None:
         """Wait until ``events`` ids have an outcome and every delivery was counted."""
 
@@ -85,8 +91,16 @@ class Workers:
 
     def stop(self) -> None:
         """Warm shutdown of every worker this object started (by PID), then close clients."""
+        stop_all(self.processes)
+        self._close()
+
+    def kill(self) -> None:
+        """SIGKILL every worker this object started, pools included, then close clients."""
         for process in self.processes:
-            stop(process)
+            kill_tree(process)
+        self._close()
+
+    def _close(self) -> None:
         self.processes.clear()
         self.celery.close()
         self.store.engine.dispose()
@@ -102,3 +116,26 @@ def worker_env(tmp_path: Path, redis_url: str, database_url: str, **extra: str) 
         "ENGAGEHOOK_DATA_DIR": str(data_dir),
         **extra,
     }
+
+
+def hook_workers(
+    tmp_path: Path, redis_url: str, postgres_url: str, site: Path, **extra: str
+) -> tuple[Workers, Path]:
+    """Workers (not started yet) that load the hook package installed in ``site``.
+
+    The package's hooks find the file to log their runs to in EHTEST_HOOK_LOG: the second
+    value returned. The workers' own logs go to ``tmp_path / "logs"``.
+    """
+    hook_log = tmp_path / "hooks.log"
+    hook_log.touch()
+    env = worker_env(
+        tmp_path,
+        redis_url,
+        postgres_url,
+        PYTHONPATH=str(site),
+        EHTEST_HOOK_LOG=str(hook_log),
+        **extra,
+    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    return Workers(env, logs), hook_log

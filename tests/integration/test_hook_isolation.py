@@ -16,8 +16,8 @@ import pytest
 from core.names import RUN_HOOK
 from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
-from tests.integration.celery_workers import Workers
-from tests.integration.celery_workers import worker_env
+from tests.integration.celery_workers import hook_workers
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.real]
 
@@ -58,26 +58,11 @@ def start_workers(tmp_path, redis_url, postgres_url, hooks, concurrency=2, **ext
     site = tmp_path / "site"
     site.mkdir()
     install_package(site, "ehtest-isolation", hooks, {"ehtest_isolation": SOURCE})
-    log = tmp_path / "hooks.log"
-    log.touch()
-    env = worker_env(
-        tmp_path,
-        redis_url,
-        postgres_url,
-        PYTHONPATH=str(site),
-        EHTEST_HOOK_LOG=str(log),
-        VISIBILITY_TIMEOUT="60",
-        **extra,
+    group, log = hook_workers(
+        tmp_path, redis_url, postgres_url, site, VISIBILITY_TIMEOUT="60", **extra
     )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    group = Workers(env, logs)
     group.start(1, concurrency)
-    return group, log, logs
-
-
-def deliver(group, *bodies):
-    group.publish((body["id"], json.dumps(body)) for body in bodies)
+    return group, log, group.logs
 
 
 def creates(prefix, count):
@@ -99,19 +84,17 @@ class TestHangingHooks:
             tmp_path, redis_url, postgres_url, {"CREATE": "ehtest_isolation:hang"}
         )
         try:
-            deliver(group, *creates("hung", 2))
+            group.deliver(*creates("hung", 2))
             group.wait_drained(events=2, deliveries=2)
             # Both hook processes are now asleep inside a hook.
-            wait = time.monotonic() + 60
-            while log.read_text().count("hang ") < 2 and time.monotonic() < wait:
-                time.sleep(0.2)
-            assert log.read_text().count("hang ") == 2
+            wait_until(lambda: log.read_text().count("hang ") == 2, timeout=60, interval=0.2)
             started = time.monotonic()
-            deliver(group, *creates("after", 5))
+            group.deliver(*creates("after", 5))
             group.wait_drained(events=7, deliveries=7, timeout=20)
             assert time.monotonic() - started < 20
         finally:
-            group.stop()
+            # The hooks hang on purpose: a warm shutdown would only wait for them to be killed.
+            group.kill()
 
 
 class TestCrashingHooks:
@@ -127,7 +110,7 @@ class TestCrashingHooks:
             ENGAGEHOOK_HOOK_TIME_LIMIT="1",
         )
         try:
-            deliver(group, *creates("crash", 1))
+            group.deliver(*creates("crash", 1))
             group.wait_drained(events=1, deliveries=1)
             group.wait_hooks_finished(runs=1, timeout=120)
             (run,) = hook_runs(group.store, ["crash-0"])
@@ -155,11 +138,9 @@ class TestRaisingHooks:
         receiver = TaskEvents(group.celery, events)
         try:
             receiver.start()
-            deliver(group, *creates("raise", 1))
+            group.deliver(*creates("raise", 1))
             group.wait_hooks_finished(runs=1, timeout=90)
-            wait = time.monotonic() + 30
-            while not _failed(events) and time.monotonic() < wait:
-                time.sleep(0.2)
+            wait_until(lambda: _failed(events), timeout=30, interval=0.2)
             (run,) = hook_runs(group.store, ["raise-0"])
         finally:
             receiver.stop()
@@ -186,10 +167,13 @@ class TestRedelivery:
             postgres_url,
             {"CREATE": "ehtest_isolation:slow"},
             concurrency=3,
-            ENGAGEHOOK_HOOK_TIME_LIMIT="10",
+            ENGAGEHOOK_HOOK_TIME_LIMIT="6",  # the lease: 11 s
         )
+        events: list[dict] = []
+        receiver = TaskEvents(group.celery, events)
         try:
-            deliver(group, *creates("twice", 1))
+            receiver.start()
+            group.deliver(*creates("twice", 1))
             group.wait_drained(events=1, deliveries=1)
             (run,) = hook_runs(group.store, ["twice-0"])
             for _ in range(2):
@@ -197,13 +181,16 @@ class TestRedelivery:
                     RUN_HOOK, args=[run["id"]], task_id="same-task-id", queue="engagehook.hooks"
                 )
             group.wait_hooks_finished(runs=1, timeout=60)
-            time.sleep(20)  # the refused deliveries come back after the lease and are skipped
+            # The refused deliveries come back after the lease and end, one way or another.
+            wait_until(lambda: len(_succeeded(events, "same-task-id")) == 2, timeout=60)
             lines = log.read_text().splitlines()
             (run,) = hook_runs(group.store, ["twice-0"])
         finally:
+            receiver.stop()
             group.stop()
         assert [line.split()[0] for line in lines] == ["start", "end"]
         assert (run["state"], run["attempts"]) == ("done", 1)
+        assert [e["result"] for e in _succeeded(events, "same-task-id")] == ["'skipped:done'"] * 2
 
 
 class TaskEvents:
@@ -238,3 +225,7 @@ class TaskEvents:
 
 def _failed(events):
     return [e for e in events if e["type"] == "task-failed"]
+
+
+def _succeeded(events, task_id):
+    return [e for e in events if e["type"] == "task-succeeded" and e["uuid"] == task_id]

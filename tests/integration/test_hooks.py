@@ -15,6 +15,7 @@ import redis
 from tests.handlers.builders import install_package
 from tests.handlers.builders import payload
 from tests.integration.celery_workers import Workers
+from tests.integration.celery_workers import hook_workers
 from tests.integration.celery_workers import worker_env
 from tests.processes import migrate
 from tests.processes import start
@@ -71,29 +72,19 @@ def hook_package(tmp_path):
 @pytest.fixture
 def workers(tmp_path, redis_url, postgres_url, hook_package):
     """Two workers that load the package's hooks; failing hooks retry twice, quickly."""
-    log = tmp_path / "hooks.log"
-    log.touch()
-    env = worker_env(
+    group, log = hook_workers(
         tmp_path,
         redis_url,
         postgres_url,
-        PYTHONPATH=str(hook_package),
-        EHTEST_HOOK_LOG=str(log),
+        hook_package,
         ENGAGEHOOK_HOOK_MAX_RETRIES="2",
         ENGAGEHOOK_HOOK_RETRY_BACKOFF="0.05",
     )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    group = Workers(env, logs)
     try:
         group.start(2, 2)
         yield group, log
     finally:
         group.stop()
-
-
-def deliver(group, *bodies):
-    group.publish((body["id"], json.dumps(body)) for body in bodies)
 
 
 class TestHooksFromAPackage:
@@ -106,9 +97,9 @@ class TestHooksFromAPackage:
         create = payload("CREATE", event_id="h-create", appointment_id="h-4")
         generic = payload("GENERIC_UPDATE", event_id="h-generic", appointment_id="h-5")
         # Publish the newer CANCEL first so that the older one is stale whatever the timing.
-        deliver(group, cancel, cancel)
+        group.deliver(cancel, cancel)
         group.wait_drained(events=1, deliveries=2)
-        deliver(group, older, cancel, complete, reopen, create, generic)
+        group.deliver(older, cancel, complete, reopen, create, generic)
         group.wait_drained(events=6, deliveries=8)
         group.wait_hooks_finished(runs=4)
 

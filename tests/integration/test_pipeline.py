@@ -6,14 +6,19 @@ import json
 
 import httpx
 import pytest
+import redis
 
+from tests import services
 from tests.builders import EXAMPLE_FILES
 from tests.builders import load_payload
+from tests.conftest import require_postgres
+from tests.conftest import require_redis
 from tests.processes import cli_json
 from tests.processes import free_port
 from tests.processes import migrate
 from tests.processes import start
 from tests.processes import stop
+from tests.processes import stop_all
 from tests.processes import wait_http_ok
 from tests.processes import wait_until
 
@@ -158,12 +163,17 @@ def check_not_json_is_refused(url: str, env: dict[str, str]) -> None:
     assert response.json()["error"] == "invalid_json"
 
 
-class TestRedisAndPostgres:
-    """`engagehook web` + `engagehook worker` on the real Redis and PostgreSQL."""
-
-    @pytest.fixture
-    def deployment(self, tmp_path, redis_url, postgres_url):
-        port = free_port()
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """One `web` and `worker` for TestRedisAndPostgres; its tests post ids of their own."""
+    require_redis()
+    require_postgres()
+    tmp_path = tmp_path_factory.mktemp("pipeline")
+    redis_url = services.redis_url(services.free_redis_db())
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    port = free_port()
+    with services.fresh_postgres_schema() as postgres_url:
         env = {
             "REDIS_URL": redis_url,
             "DATABASE_URL": postgres_url,
@@ -174,10 +184,15 @@ class TestRedisAndPostgres:
         web = start(["web", "--port", str(port), "--workers", "2"], env, tmp_path / "web.log")
         try:
             wait_http_ok(f"http://127.0.0.1:{port}/readyz")
-            yield f"http://127.0.0.1:{port}/webhooks", env, redis_url
+            yield f"http://127.0.0.1:{port}/webhooks", env, client
         finally:
-            stop(web)
-            stop(worker)
+            stop_all([web, worker])
+            client.flushdb()
+            client.close()
+
+
+class TestRedisAndPostgres:
+    """`engagehook web` + `engagehook worker` on the real Redis and PostgreSQL."""
 
     def test_examples_are_queued_processed_and_visible(self, deployment):
         url, env, _ = deployment
@@ -188,10 +203,7 @@ class TestRedisAndPostgres:
         check_duplicate_is_processed_once(url, env)
 
     def test_not_json_gets_400_and_nothing_is_enqueued(self, deployment):
-        import redis
-
-        url, env, redis_url = deployment
-        client = redis.Redis.from_url(redis_url)
+        url, env, client = deployment
         check_not_json_is_refused(url, env)
         assert client.llen("engagehook") == 0
         code, _ = cli_json(["event", "anything"], env)

@@ -7,13 +7,9 @@ import json
 import pytest
 from sqlalchemy.exc import DataError
 
-from core.config import Settings
-from handlers.hooks import HookRegistry
 from handlers.store import Store
 from tests.builders import envelope
 from workers import tasks
-from workers.runtime import WorkerRuntime
-from workers.runtime import set_runtime
 
 
 class RefusingStore(Store):
@@ -32,21 +28,13 @@ class RefusingStore(Store):
 
 
 @pytest.fixture
-def refusing_store(tmp_path, monkeypatch):
+def refusing_store(tmp_path, worker_store, monkeypatch):
     monkeypatch.setattr(tasks, "retry_countdown", lambda retries: 0)
-    stores = []
 
     def build(times: int) -> RefusingStore:
-        store = RefusingStore(f"sqlite:///{tmp_path / 'store.sqlite3'}", times)
-        store.migrate()
-        set_runtime(WorkerRuntime(Settings(data_dir=tmp_path), store, HookRegistry()))
-        stores.append(store)
-        return store
+        return worker_store(RefusingStore(f"sqlite:///{tmp_path / 'store.sqlite3'}", times))
 
-    yield build
-    set_runtime(None)
-    for store in stores:
-        store.engine.dispose()
+    return build
 
 
 def test_an_invalid_event_whose_dead_letter_is_refused_is_retried_until_recorded(refusing_store):
