@@ -29,7 +29,6 @@ from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy import and_
-from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import or_
 from sqlalchemy import select
@@ -289,15 +288,6 @@ def requeue(store: Store, run_id: int) -> bool:
             )
         )
         return _changed_one(result)
-
-
-def count_runs(store: Store, state: str | None = None) -> int:
-    """How many hook runs there are (in ``state``, when given)."""
-    with store.transaction(read_only=True) as session:
-        query = select(func.count()).select_from(HookRun)
-        if state:
-            query = query.where(HookRun.state == state)
-        return int(session.scalar(query) or 0)
 
 
 def _held_by(held: HookClaim) -> Any:
