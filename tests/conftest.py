@@ -14,6 +14,7 @@ from handlers.store import Store
 from ingest.app import create_app
 from tests import services
 from tests.fakes import RecordingQueue
+from tests.faults.harness import PrivateRedis
 from workers.runtime import WorkerRuntime
 from workers.runtime import set_runtime
 
@@ -138,6 +139,17 @@ def worker_store(tmp_path):
     set_runtime(None)
     for store in stores:
         store.engine.dispose()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own, for tests that kill, freeze or fill their broker."""
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture

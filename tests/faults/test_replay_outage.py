@@ -14,7 +14,6 @@ from core.config import Settings
 from core.names import INFLIGHT_BODIES
 from handlers.store import Store
 from tests.builders import dead_letter_after_an_outage
-from tests.faults.harness import PrivateRedis
 from tests.processes import cli_json
 from tests.processes import start
 from tests.processes import stop
@@ -24,9 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def deployment(tmp_path):
-    broker = PrivateRedis(tmp_path / "redis")
-    broker.start()
+def deployment(tmp_path, private_redis):
+    broker = private_redis
     env = {
         "REDIS_URL": broker.url,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'store.sqlite3'}",
@@ -37,7 +35,6 @@ def deployment(tmp_path):
     dead_letter_after_an_outage(store, "replay-me", "ap-replay")
     yield broker, env, store
     store.engine.dispose()
-    broker.kill()
 
 
 def test_replay_while_the_broker_is_down_keeps_the_dead_letter_then_succeeds(deployment, tmp_path):

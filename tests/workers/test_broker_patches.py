@@ -24,13 +24,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server(tmp_path):
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+def server(private_redis):
+    return private_redis
 
 
 def _message_of_a_dropped_connection(server: PrivateRedis, name: str):

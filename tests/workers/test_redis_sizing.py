@@ -19,7 +19,6 @@ from core.names import INFLIGHT_BODIES
 from core.names import INFLIGHT_SINCE
 from core.names import PROCESS_WEBHOOK
 from ingest.publisher import RedisPublisher
-from tests.faults.harness import PrivateRedis
 from workers.celery_app import create_celery_app
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "payloads" / "CREATE.json"
@@ -27,31 +26,26 @@ EVENTS = 500
 
 
 @pytest.mark.slow
-def test_a_queued_event_costs_its_message_and_a_small_in_flight_copy(tmp_path):
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        publisher = RedisPublisher(
-            create_celery_app(Settings.from_env({"REDIS_URL": server.url})),
-            server.url,
-            PROCESS_WEBHOOK,
-            timeout=2,
-        )
-        example = json.loads(EXAMPLE.read_text())
-        size = 0
-        for n in range(EVENTS):
-            example["id"] = f"size-{n:05d}"
-            raw = json.dumps(example)
-            size = len(raw.encode())
-            publisher.publish(raw, f"(event_id={example['id']!r})", example["id"])
-        client = redis.Redis.from_url(server.url)
-        usage = {
-            key: client.memory_usage(key, samples=0)
-            for key in (EVENTS_QUEUE, INFLIGHT_BODIES, INFLIGHT_SINCE)
-        }
-        publisher.close()
-    finally:
-        server.kill()
+def test_a_queued_event_costs_its_message_and_a_small_in_flight_copy(private_redis):
+    publisher = RedisPublisher(
+        create_celery_app(Settings.from_env({"REDIS_URL": private_redis.url})),
+        private_redis.url,
+        PROCESS_WEBHOOK,
+        timeout=2,
+    )
+    example = json.loads(EXAMPLE.read_text())
+    size = 0
+    for n in range(EVENTS):
+        example["id"] = f"size-{n:05d}"
+        raw = json.dumps(example)
+        size = len(raw.encode())
+        publisher.publish(raw, f"(event_id={example['id']!r})", example["id"])
+    client = redis.Redis.from_url(private_redis.url)
+    usage = {
+        key: client.memory_usage(key, samples=0)
+        for key in (EVENTS_QUEUE, INFLIGHT_BODIES, INFLIGHT_SINCE)
+    }
+    publisher.close()
     per_event = {key: value / EVENTS for key, value in usage.items()}
     total = sum(per_event.values())
     print(f"body {size} B; per queued event {per_event} = {total:.0f} B ({total / size:.2f}×)")

@@ -33,14 +33,9 @@ QUEUE = Queue("oom-test", Exchange("oom-test"), routing_key="oom-test")
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def server(private_redis, monkeypatch):
     monkeypatch.setattr(redis_transport, "BINDING_RETRY_SECONDS", 0)
-    server = PrivateRedis(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+    return private_redis
 
 
 @pytest.fixture
