@@ -1,7 +1,7 @@
 """What ingest's operational routes may read from the store, and the replays they may start.
 
 The admin API, the console, /readyz and /metrics call these functions and nothing else of
-``handlers`` (``tests/test_layering.py`` holds them to that list): the listings and replays are
+``handlers`` (``tests/test_layering.py`` holds them to ``__all__``): the listings and replays are
 the same ones the CLI uses, and the probes open their own small, quick-to-give-up engine so a
 slow database never stalls a health check or a scrape.
 """

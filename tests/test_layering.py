@@ -43,30 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "engagehook", "ingest", "workers", "handlers")
 GROUND_FLOOR = ("core",)
 TOP = ("engagehook",)
-# Read functions ingest's operational routes may call, by module.
-INGEST_MAY_READ: dict[str, frozenset[str]] = {
-    "handlers.reads": frozenset(
-        {
-            "EVENT_STATES",
-            "InvalidQuery",
-            "count_recent",
-            "dead_letter_counts",
-            "list_dead_letters",
-            "list_events",
-            "list_hook_runs",
-            "matching_dead_letter_ids",
-            "open_probe_store",
-            "open_store",
-            "parse_event_filter",
-            "parse_hook_state",
-            "parse_limit",
-            "replay_dead_letters",
-            "replay_hook_runs",
-        }
-    ),
-    "workers.broker_reads": frozenset({"BrokerReader", "QUEUES"}),
-    "workers.openapi": frozenset({"build_openapi"}),
-}
 STORE_READS = ("handlers.reads",)
 BROKER_READS = ("workers.broker_reads",)
 SCHEMA_READS = ("workers.openapi",)
@@ -121,10 +97,33 @@ def is_module(name: str) -> bool:
     return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
+def source_of(module: str) -> Path:
+    path = ROOT.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def exported_names(module: str) -> frozenset[str]:
+    """The names in ``module``'s ``__all__``, read from its source (not imported)."""
+    for node in ast.parse(source_of(module).read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "__all__" for target in node.targets
+        ):
+            return frozenset(ast.literal_eval(node.value))
+    raise AssertionError(f"{module} has no __all__")
+
+
+# Read functions ingest's operational routes may call, by module: handlers.reads exports them
+# (the store class only for annotations: ingest gets a store from open_store, never builds one).
+INGEST_MAY_READ: dict[str, frozenset[str]] = {
+    "handlers.reads": exported_names("handlers.reads") - {"Store"},
+    "workers.broker_reads": frozenset({"BrokerReader", "QUEUES"}),
+    "workers.openapi": frozenset({"build_openapi"}),
+}
+
+
 def imports_of(module: str) -> set[tuple[str, str | None]]:
     """``(module, name)`` for every import statement of ``module``, lazy ones included."""
-    path = ROOT.joinpath(*module.split("."))
-    source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    source = source_of(module)
     found: set[tuple[str, str | None]] = set()
     for node in ast.walk(ast.parse(source.read_text(), str(source))):
         if isinstance(node, ast.Import):
