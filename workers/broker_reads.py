@@ -6,8 +6,6 @@ them belongs with the workers that own the Celery and kombu coupling, not with i
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from core.names import EVENTS_QUEUE
@@ -72,21 +70,6 @@ class BrokerReader:
         return waiting, int(results[-1])
 
     def _embedded_depths(self) -> tuple[dict[str, int], int]:
-        path = self.broker_url.removeprefix("sqlite:///")
-        if not Path(path).exists():
-            return {}, 0  # nothing was ever published
-        # Read-only and bounded: the scrape must never block or disturb the broker's writers.
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=self.timeout)
-        try:
-            rows = conn.execute(
-                "SELECT q.name, count(m.id), coalesce(sum(m.visible = 0), 0) "
-                "FROM kombu_queue q LEFT JOIN kombu_message m ON m.queue_id = q.id GROUP BY q.name"
-            ).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return {}, 0
-            raise
-        finally:
-            conn.close()
-        waiting = {name: int(total) - int(held) for name, total, held in rows}
-        return waiting, sum(int(held) for _, _, held in rows)
+        from workers.embedded_broker import queue_depths
+
+        return queue_depths(self.broker_url, timeout=self.timeout)

@@ -242,21 +242,41 @@ def pending_messages(broker_url: str) -> int:
 def oldest_message_at(broker_url: str, timeout: float = 30.0) -> datetime.datetime | None:
     """When the oldest message waiting or in flight was queued, or last handed to a worker.
 
-    A naive local time, as kombu stamps rows. None when the broker holds no message. Read
-    through a read-only connection, so a scrape never takes the writers' lock.
+    A naive local time, as kombu stamps rows. None when the broker holds no message.
+    """
+    rows = _read_only(broker_url, timeout, "SELECT min(timestamp) FROM kombu_message")
+    if not rows or rows[0][0] is None:
+        return None
+    return datetime.datetime.fromisoformat(rows[0][0])
+
+
+def queue_depths(broker_url: str, timeout: float = 30.0) -> tuple[dict[str, int], int]:
+    """Messages waiting per queue, and messages handed to a worker and not yet acknowledged."""
+    rows = _read_only(
+        broker_url,
+        timeout,
+        "SELECT q.name, count(m.id), coalesce(sum(m.visible = 0), 0) "
+        "FROM kombu_queue q LEFT JOIN kombu_message m ON m.queue_id = q.id GROUP BY q.name",
+    )
+    waiting = {name: int(total) - int(held) for name, total, held in rows or []}
+    return waiting, sum(int(held) for _, _, held in rows or [])
+
+
+def _read_only(broker_url: str, timeout: float, query: str) -> list[Any] | None:
+    """The rows of ``query``, or None before anything was published (no file, no tables).
+
+    Through a read-only connection that waits at most ``timeout``: a scrape never takes the
+    writers' lock, nor blocks behind them for long.
     """
     path = broker_url.removeprefix("sqlite:///")
     if not os.path.exists(path):
-        return None  # nothing was ever published
+        return None
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
     try:
-        row = conn.execute("SELECT min(timestamp) FROM kombu_message").fetchone()
+        return conn.execute(query).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return None
         raise
     finally:
         conn.close()
-    if not row or row[0] is None:
-        return None
-    return datetime.datetime.fromisoformat(row[0])
